@@ -1,0 +1,71 @@
+"""clusterws_gevent: the ClusterWS realtime server for Flask on gevent.
+
+WebSockets with events, channels (pub/sub) and middleware, wire-compatible with
+the ClusterWS v4 clients, served with a Flask app on one port::
+
+    from clusterws_gevent import ClusterWS, Mode
+
+    def worker(w):
+        @w.wss.on("connection")
+        def connected(socket, environ):
+            socket.on("hello", lambda data: socket.send("hello", data))
+
+    ClusterWS(worker=worker, app=flask_app, port=3000, mode=Mode.Single).run()
+
+This module imports neither ssl nor Flask, so that ``python -m clusterws_gevent``
+can monkey-patch the standard library after importing it.
+"""
+from __future__ import annotations
+
+from .cluster import ClusterWS
+from .enums import LogLevel, Middleware, Mode, ReadyState, Scaler
+from .exceptions import (
+    ClusterWSError,
+    ConnectionClosedError,
+    HandshakeError,
+    IncorrectMessage,
+    InvalidData,
+    MessageTooBig,
+    OptionError,
+    OptionTypeError,
+    ProtocolError,
+)
+from .options import LoggerOptions, ScaleOptions, TLSOptions, WebSocketOptions
+from .websocket.server import WebSocketServer
+from .websocket.socket import Socket
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClusterWS",
+    "Worker",
+    "Socket",
+    "WebSocketServer",
+    "Mode",
+    "Scaler",
+    "Middleware",
+    "LogLevel",
+    "ReadyState",
+    "WebSocketOptions",
+    "LoggerOptions",
+    "TLSOptions",
+    "ScaleOptions",
+    "ClusterWSError",
+    "ConnectionClosedError",
+    "HandshakeError",
+    "IncorrectMessage",
+    "InvalidData",
+    "MessageTooBig",
+    "OptionError",
+    "OptionTypeError",
+    "ProtocolError",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Worker imports gevent.ssl, hence ssl: loaded on first use, after any monkey-patching.
+    if name == "Worker":
+        from .process.worker import Worker
+
+        return Worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

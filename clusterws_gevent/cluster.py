@@ -1,0 +1,70 @@
+"""The ClusterWS facade: validate the options, then run one process or a cluster."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Callable, Optional
+
+from .enums import Mode
+from .exceptions import OptionTypeError
+from .log import make_log
+from .options import Options, camel_case
+
+__all__ = ["ClusterWS"]
+
+_TOP_LEVEL = [f.name for f in dataclasses.fields(Options)]
+_SEED_NAMES = {camel_case(name): name for name in _TOP_LEVEL}
+
+
+class ClusterWS:
+    """A ClusterWS server: WebSockets with events, channels and middleware, and
+    optionally a Flask app, on one port.
+
+    ``ClusterWS(worker=worker, app=flask_app, port=3000, mode=Mode.Single).run()``.
+    Every option is described in ``docs/options.md``; the nested groups
+    (``websocket_options``, ``logger_options``, ``tls_options``,
+    ``scale_options``) take a dict with snake_case or camelCase keys. The seed's
+    camelCase keywords (``websocketOptions=...``) work too.
+
+    Raises:
+        OptionError: a bad option (the message names it), at construction.
+    """
+
+    def __init__(self, worker: Optional[Callable[[Any], Any]] = None, *, port: Optional[int] = None,
+                 host: Optional[str] = None, mode: Any = None, app: Any = None, websocket_options: Any = None,
+                 logger_options: Any = None, tls_options: Any = None, scale_options: Any = None,
+                 **seed_options: Any) -> None:
+        given = {"worker": worker, "port": port, "host": host, "mode": mode, "app": app,
+                 "websocket_options": websocket_options, "logger_options": logger_options,
+                 "tls_options": tls_options, "scale_options": scale_options}
+        for key, value in seed_options.items():
+            name = _SEED_NAMES.get(key)
+            if name is None:
+                raise OptionTypeError(key, f"unknown option; valid options: {', '.join(_TOP_LEVEL)}")
+            if given.get(name) is not None:
+                raise OptionTypeError(name, f"given twice (as {name} and {key})")
+            given[name] = value
+        self.options = Options(**{name: value for name, value in given.items() if value is not None})
+
+    def init_app(self, app: Any) -> None:
+        """Serve the Flask ``app`` on the same port (the Flask extension pattern).
+
+        ``app.extensions["clusterws"]`` is set to this ClusterWS.
+        """
+        app.extensions["clusterws"] = self
+        self.options = dataclasses.replace(self.options, app=app)
+
+    def run(self) -> None:
+        """Serve until SIGINT or SIGTERM (blocks), then exit the process with its status."""
+        sys.exit(self.serve())
+
+    def serve(self) -> int:
+        """Serve until SIGINT or SIGTERM (blocks); returns the exit status instead of exiting."""
+        log = make_log(self.options.logger_options.logger, self.options.logger_options.log_level)
+        if self.options.mode is Mode.Single:
+            from .process.single import run_single
+
+            return run_single(self.options, log)
+        from .process.master import run_master
+
+        return run_master(self.options, log)

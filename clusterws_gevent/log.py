@@ -1,0 +1,94 @@
+"""Loggers: the built-in one, and an adapter for any object with
+debug/info/warning (or warn)/error methods.
+
+Code in this package logs with ``%``-style arguments, as :mod:`logging` does.
+A :class:`logging.Logger` gets them as they are; any other logger (structlog,
+loguru, a seed-style object) gets the formatted message.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any, Optional
+
+from .enums import LogLevel
+
+__all__ = ["LOGGER_NAME", "Log", "make_log"]
+
+LOGGER_NAME = "clusterws_gevent"
+
+
+class Log:
+    """The logger this package writes to, whatever the user gave.
+
+    Args:
+        target: a ``logging.Logger`` or any object with debug/info/warning
+            (or warn)/error methods.
+    """
+
+    __slots__ = ("target", "_std", "debug_enabled")
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self._std = isinstance(target, (logging.Logger, logging.LoggerAdapter))
+        #: Cached, so that hot paths skip building debug messages (websockets' ``self.debug``).
+        self.debug_enabled = target.isEnabledFor(logging.DEBUG) if self._std else True
+
+    def _emit(self, method: str, msg: str, args: tuple, exc_info: bool = False) -> None:
+        if self._std:
+            getattr(self.target, method)(msg, *args, exc_info=exc_info)
+            return
+        text = msg % args if args else msg
+        if exc_info:
+            text += "\n" + traceback.format_exc().rstrip()
+        fn = getattr(self.target, method, None)
+        if fn is None and method == "warning":
+            fn = getattr(self.target, "warn")
+        fn(text)
+
+    def debug(self, msg: str, *args: Any) -> None:
+        """Log at debug level."""
+        if self.debug_enabled:
+            self._emit("debug", msg, args)
+
+    def info(self, msg: str, *args: Any) -> None:
+        """Log at info level."""
+        self._emit("info", msg, args)
+
+    def warning(self, msg: str, *args: Any) -> None:
+        """Log at warning level."""
+        self._emit("warning", msg, args)
+
+    def error(self, msg: str, *args: Any) -> None:
+        """Log at error level."""
+        self._emit("error", msg, args)
+
+    def exception(self, msg: str, *args: Any) -> None:
+        """Log at error level with the traceback of the exception being handled."""
+        self._emit("error", msg, args, exc_info=True)
+
+
+def make_log(logger: Any = None, level: LogLevel = LogLevel.INFO) -> Log:
+    """The :class:`Log` for ``logger_options``: the given logger as it is, or the
+    built-in ``clusterws_gevent`` logger at ``level``, with a stderr handler
+    unless the application configured one (as Flask's ``create_logger``)."""
+    if logger is not None:
+        return Log(logger)
+    builtin = logging.getLogger(LOGGER_NAME)
+    builtin.setLevel(int(level))
+    if not _has_handler(builtin):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+        builtin.addHandler(handler)
+    return Log(builtin)
+
+
+def _has_handler(logger: Optional[logging.Logger]) -> bool:
+    while logger is not None:
+        if logger.handlers:
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent  # type: ignore[assignment]
+    return False

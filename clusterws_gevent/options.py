@@ -1,0 +1,573 @@
+"""Every option of ClusterWS, declared once.
+
+Each option is a dataclass field whose metadata holds its seed (camelCase)
+name, its command-line flag, its validator and its description. The
+constructor's validation (:meth:`OptionGroup.coerce`), the command line
+(``cli.py``) and ``docs/options.md`` (``python -m clusterws_gevent.options``)
+all read these declarations.
+
+The nesting is the seed's: ``websocket_options``, ``logger_options``,
+``tls_options`` and ``scale_options`` (with ``default`` and its
+``horizontal_scale_options``). Keys of a nested dict may be written snake_case
+or camelCase (``ws_path`` or ``wsPath``). A bad option fails at construction
+with one :class:`~clusterws_gevent.exceptions.OptionError` naming it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union
+
+from .enums import LogLevel, Mode, Scaler
+from .exceptions import OptionError, OptionTypeError
+from .websocket.engines import DEFAULT_ENGINE, ENGINE_ALIASES, ENGINES, canonical_engine
+
+__all__ = [
+    "OptionGroup",
+    "WebSocketOptions",
+    "LoggerOptions",
+    "TLSOptions",
+    "MasterTLSOptions",
+    "MasterOptions",
+    "HorizontalScaleOptions",
+    "DefaultScalerOptions",
+    "ScaleOptions",
+    "Options",
+    "camel_case",
+    "iter_settings",
+]
+
+Validator = Callable[[str, Any], Any]
+G = TypeVar("G", bound="OptionGroup")
+
+
+def camel_case(name: str) -> str:
+    """``ws_path`` -> ``wsPath``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def option(default: Any = dataclasses.MISSING, *, validator: Optional[Validator] = None, help: str,
+           cli: Optional[str] = "", camel: Optional[str] = None, metavar: Optional[str] = None,
+           default_factory: Any = dataclasses.MISSING, show_default: Optional[str] = None,
+           inner: Optional[Type["OptionGroup"]] = None, cli_prefix: str = "") -> Any:
+    """Declare one option: a dataclass field with its metadata.
+
+    Args:
+        validator: ``fn(dotted_name, value) -> value``; raises OptionError.
+        help: one sentence for the docs and ``--help``.
+        cli: the flag; "" derives ``--the-name``, None means no flag.
+        camel: the seed's name when ``camel_case(name)`` is not it.
+        show_default: how the docs show the default, when ``repr`` does not say it well.
+        inner: the group a dict value is read as (its options get flags too).
+        cli_prefix: prefix of the inner group's flags (``master-`` -> ``--master-certfile``).
+    """
+    metadata = {"validator": validator, "help": help, "cli": cli, "camel": camel, "metavar": metavar,
+                "show_default": show_default, "inner": inner, "cli_prefix": cli_prefix}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def group(cls: Type["OptionGroup"], *, help: str, camel: Optional[str] = None) -> Any:
+    """Declare a nested group of options."""
+    return field(default=None, metadata={"group": cls, "help": help, "camel": camel, "cli": None, "cli_prefix": ""})
+
+
+# ---- validators: pure functions of (dotted name, value) -------------------------------------
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionTypeError(name, f"must be an integer, got {value!r}")
+    if value <= 0:
+        raise OptionError(name, f"must be positive, got {value}")
+    return value
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptionTypeError(name, f"must be a number, got {value!r}")
+    if value <= 0:
+        raise OptionError(name, f"must be positive, got {value}")
+    return float(value)
+
+
+def _port(name: str, value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionTypeError(name, f"must be an integer port, got {value!r}")
+    if not 0 <= value <= 65535:
+        raise OptionError(name, f"must be a port number 0-65535, got {value}")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionTypeError(name, f"must be True or False, got {value!r}")
+    return value
+
+
+def _optional_str(name: str, value: Any) -> Optional[str]:
+    if value is not None and not isinstance(value, str):
+        raise OptionTypeError(name, f"must be a string, got {value!r}")
+    return value
+
+
+def _ws_path(name: str, value: Any) -> Optional[str]:
+    value = _optional_str(name, value)
+    if value is not None and not value.startswith("/"):
+        raise OptionError(name, f"must start with '/', got {value!r}")
+    return value
+
+
+def _callable(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise OptionTypeError(name, f"must be callable, got {value!r}")
+    return value
+
+
+def _engine(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise OptionTypeError(name, f"must be an engine name, got {value!r}")
+    try:
+        return canonical_engine(value)
+    except KeyError:
+        valid = ", ".join(sorted(ENGINES)) + " (seed names: " + ", ".join(sorted(ENGINE_ALIASES)) + ")"
+        raise OptionError(name, f"unknown engine {value!r}; available: {valid}") from None
+
+
+def _choice(*choices: str) -> Validator:
+    def check(name: str, value: Any) -> str:
+        if value not in choices:
+            raise OptionError(name, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return str(value)
+    return check
+
+
+E = TypeVar("E")
+
+
+def _enum(enum_cls: Any) -> Validator:
+    def check(name: str, value: Any) -> Any:
+        if isinstance(value, enum_cls):
+            return value
+        if isinstance(value, str):
+            for member_name, member in enum_cls.__members__.items():
+                if member_name.lower() == value.lower() or str(member.value).lower() == value.lower():
+                    return member
+        valid = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in dict.fromkeys(enum_cls.__members__.values()))
+        raise OptionError(name, f"must be one of {valid}, got {value!r}")
+    return check
+
+
+def _log_level(name: str, value: Any) -> LogLevel:
+    if isinstance(value, int) and not isinstance(value, bool) and not isinstance(value, LogLevel):
+        for level in LogLevel:
+            if level.value == value:
+                return level
+        raise OptionError(name, f"unknown log level {value}")
+    result: LogLevel = _enum(LogLevel)(name, value)
+    return result
+
+
+def _logger(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    missing = [m for m in ("debug", "info", "error") if not callable(getattr(value, m, None))]
+    if not callable(getattr(value, "warning", None)) and not callable(getattr(value, "warn", None)):
+        missing.append("warning")
+    if missing:
+        raise OptionTypeError(name, f"a logger needs debug/info/warning (or warn)/error methods; "
+                                    f"{value!r} lacks {', '.join(missing)}")
+    return value
+
+
+def _ports(name: str, value: Any) -> Optional[Tuple[int, ...]]:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise OptionTypeError(name, f"must be a list of ports, got {value!r}")
+    ports = tuple(value)
+    for index, port in enumerate(ports):
+        _port(f"{name}[{index}]", port)
+    return ports
+
+
+def _urls(name: str, value: Any) -> Tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise OptionTypeError(name, f"must be a list of ws:// or wss:// URLs, got {value!r}")
+    urls = tuple(value)
+    for url in urls:
+        if not isinstance(url, str) or not re.match(r"^wss?://[^/:]+(:\d+)?/?$", url):
+            raise OptionError(name, f"must hold ws://host:port or wss://host:port URLs, got {url!r}")
+    return urls
+
+
+def _redis(name: str, value: Any) -> Union[None, str, Dict[str, Any]]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not re.match(r"^(redis|rediss|unix)://", value):
+            raise OptionError(name, f"must be a redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise OptionTypeError(name, f"must be a redis URL or redis-py connection kwargs, got {value!r}")
+
+
+def _path(name: str, value: Any) -> Optional[str]:
+    value = _optional_str(name, value)
+    if value is not None and not os.path.isfile(value):
+        raise OptionError(name, f"no such file: {value!r}")
+    return value
+
+
+def _pem_or_path(name: str, value: Any) -> Optional[str]:
+    """The seed passes PEM contents (Node's ``key``/``cert``); a path works too."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii")
+    if not isinstance(value, str):
+        raise OptionTypeError(name, f"must be PEM text or a file path, got {type(value).__name__}")
+    if "-----BEGIN" in value:
+        return value
+    return _path(name, value)
+
+
+# ---- groups ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Base of the option groups: validates every field at construction."""
+
+    _path: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            name = self._path + f.name
+            nested = f.metadata.get("group")
+            if nested is not None:
+                value = nested.coerce(name, value)
+            elif f.metadata.get("validator") is not None:
+                value = f.metadata["validator"](name, value)
+            object.__setattr__(self, f.name, value)
+        self._check()
+
+    def _check(self) -> None:
+        """Checks across fields; raise OptionError."""
+
+    @classmethod
+    def coerce(cls: Type[G], name: str, value: Any) -> G:
+        """``value`` (None, a dict with snake_case or camelCase keys, or an instance) as ``cls``."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**cls.normalize_keys(name, value))
+        raise OptionTypeError(name, f"must be a dict or {cls.__name__}, got {type(value).__name__}")
+
+    @classmethod
+    def normalize_keys(cls, name: str, mapping: Mapping[str, Any]) -> Dict[str, Any]:
+        """``mapping`` with the seed's camelCase keys turned into field names."""
+        by_key: Dict[str, str] = {}
+        for f in fields(cls):
+            by_key[f.name] = f.name
+            by_key[f.metadata.get("camel") or camel_case(f.name)] = f.name
+        result: Dict[str, Any] = {}
+        for key, value in mapping.items():
+            field_name = by_key.get(key)
+            if field_name is None:
+                valid = ", ".join(f.name for f in fields(cls))
+                raise OptionError(f"{name}.{key}", f"unknown option; valid options of {name}: {valid}")
+            if field_name in result:
+                raise OptionError(f"{name}.{field_name}", "given twice (snake_case and camelCase)")
+            result[field_name] = value
+        return result
+
+
+@dataclass(frozen=True)
+class WebSocketOptions(OptionGroup):
+    """``websocket_options``: the WebSocket engine and its limits."""
+
+    _path: ClassVar[str] = "websocket_options."
+
+    engine: str = option(DEFAULT_ENGINE, validator=_engine, help=(
+        "WebSocket engine: 'builtin' (websockets' sans-I/O core on greenlets) or 'gevent-websocket' "
+        "(the compatibility engine); the seed's '@clusterws/ws' and 'ws' mean 'builtin'."))
+    ws_path: Optional[str] = option(None, validator=_ws_path, help=(
+        "Accept WebSocket upgrades only on this path (others get HTTP 404); None accepts any path."))
+    auto_ping: bool = option(True, validator=_bool, help=(
+        "Send the app-level ping (binary 0x39) every ping_interval and drop sockets that do not answer."))
+    ping_interval: int = option(20000, validator=_positive_int, metavar="MS", help=(
+        "Milliseconds between app-level pings (as in the seed)."))
+    send_configuration_message: bool = option(True, validator=_bool, help=(
+        "Send [\"s\",\"c\",{autoPing, pingInterval}] to each client right after it connects."))
+    max_message_size: int = option(1 << 20, validator=_positive_int, metavar="BYTES", help=(
+        "Largest incoming message; a larger one closes the connection with 1009."))
+    max_outbox_size: int = option(4 << 20, validator=_positive_int, metavar="BYTES", help=(
+        "Bytes a socket may have waiting to be written beyond what the kernel holds; "
+        "past it, outbox_overflow applies."))
+    outbox_overflow: str = option("close", validator=_choice("close", "drop"), help=(
+        "What a full outbox does: 'close' the slow socket (logged) or 'drop' the new message (logged)."))
+    handshake_timeout: float = option(10.0, validator=_positive_number, metavar="SECONDS", help=(
+        "Seconds a client has to finish its TLS handshake and send its HTTP request headers."))
+    close_timeout: float = option(5.0, validator=_positive_number, metavar="SECONDS", help=(
+        "Seconds to wait for the client to finish the close handshake before dropping the connection."))
+    middleware_timeout: float = option(10.0, validator=_positive_number, metavar="SECONDS", help=(
+        "Seconds verifyConnection and onSubscribe have to call next(); silence refuses (logged)."))
+
+
+@dataclass(frozen=True)
+class LoggerOptions(OptionGroup):
+    """``logger_options``: where logs go."""
+
+    _path: ClassVar[str] = "logger_options."
+
+    logger: Any = option(None, validator=_logger, metavar="MODULE:OBJECT", show_default="built-in", help=(
+        "A logging.Logger or any object with debug/info/warning (or warn)/error; "
+        "default: the 'clusterws_gevent' logger."))
+    log_level: LogLevel = option(LogLevel.INFO, validator=_log_level, help=(
+        "Level of the built-in logger: ALL, DEBUG, INFO, WARN or ERROR (ignored for a given logger)."))
+
+
+@dataclass(frozen=True)
+class TLSOptions(OptionGroup):
+    """``tls_options`` as a dict: serves https:// and wss:// on the same port."""
+
+    _path: ClassVar[str] = "tls_options."
+
+    certfile: Optional[str] = option(None, validator=_path, help="PEM certificate chain file.")
+    keyfile: Optional[str] = option(None, validator=_path, help="PEM private key file (default: in certfile).")
+    password: Optional[str] = option(None, validator=_optional_str, cli="--tls-password",
+                                     help="Password of the private key.")
+    ca_certs: Optional[str] = option(None, validator=_path, help="CA file to verify client certificates with.")
+    cert: Optional[str] = option(None, validator=_pem_or_path, cli=None, help=(
+        "The seed's 'cert': the certificate as PEM text (or a path)."))
+    key: Optional[str] = option(None, validator=_pem_or_path, cli=None, help=(
+        "The seed's 'key': the private key as PEM text (or a path)."))
+
+    def _check(self) -> None:
+        if not (self.certfile or self.cert):
+            raise OptionError(self._path.rstrip("."), "needs certfile (or the seed's cert)")
+
+    def ssl_context(self) -> Any:
+        """A server ``ssl.SSLContext`` built from these options.
+
+        Raises:
+            OptionError: the files or PEM texts do not load.
+        """
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        with tempfile.TemporaryDirectory() as tmp:
+            certfile = self.certfile or _as_file(tmp, "cert.pem", self.cert)
+            keyfile = self.keyfile or _as_file(tmp, "key.pem", self.key)
+            try:
+                context.load_cert_chain(certfile, keyfile, self.password)
+                if self.ca_certs:
+                    context.load_verify_locations(self.ca_certs)
+                    context.verify_mode = ssl.CERT_OPTIONAL
+            except (OSError, ssl.SSLError) as exc:
+                raise OptionError(self._path.rstrip("."), f"cannot load the certificate or key: {exc}") from None
+        return context
+
+
+def _as_file(directory: str, name: str, pem: Optional[str]) -> Optional[str]:
+    if pem is None or "-----BEGIN" not in pem:
+        return pem
+    path = os.path.join(directory, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as out:
+        out.write(pem)
+    return path
+
+
+def _tls(name: str, value: Any) -> Any:
+    """``tls_options``: None, an ``ssl.SSLContext``, or TLSOptions / a dict; returns an SSLContext."""
+    if value is None:
+        return None
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and isinstance(value, ssl.SSLContext):
+        return value
+    return TLSOptions.coerce(name, value).ssl_context()
+
+
+@dataclass(frozen=True)
+class MasterTLSOptions(TLSOptions):
+    """TLS of the scaler hub (``master_options.tls_options``)."""
+
+    _path: ClassVar[str] = "scale_options.default.horizontal_scale_options.master_options.tls_options."
+
+
+def _master_tls(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and isinstance(value, ssl.SSLContext):
+        return value
+    return MasterTLSOptions.coerce(name, value).ssl_context()
+
+
+@dataclass(frozen=True)
+class MasterOptions(OptionGroup):
+    """``master_options``: this server also runs the scaler hub."""
+
+    _path: ClassVar[str] = "scale_options.default.horizontal_scale_options.master_options."
+
+    port: Optional[int] = option(None, validator=_port, cli="--master-port",
+                                 help="Port of the scaler hub this server runs (the brokers of every server join it).")
+    tls_options: Any = option(None, validator=_master_tls, cli=None, inner=MasterTLSOptions, cli_prefix="master-",
+                              help="TLS of the scaler hub: an ssl.SSLContext or a dict like tls_options.")
+
+    def _check(self) -> None:
+        if self.port is None:
+            raise OptionError(self._path + "port", "is required when master_options is given")
+
+
+@dataclass(frozen=True)
+class HorizontalScaleOptions(OptionGroup):
+    """``horizontal_scale_options``: joining servers on several machines through scaler hubs."""
+
+    _path: ClassVar[str] = "scale_options.default.horizontal_scale_options."
+
+    key: Optional[str] = option(None, validator=_optional_str, cli="--horizontal-key", help=(
+        "Shared secret of the scaler hubs and every server that joins them."))
+    scalers_urls: Tuple[str, ...] = option(default_factory=tuple, validator=_urls, cli="--scalers-urls",
+                                           metavar="URL,URL", help="Scaler hubs to join: ws://host:port entries.")
+    master_options: Optional[MasterOptions] = option(None, cli=None, inner=MasterOptions, validator=lambda n, v: (
+        None if v is None else MasterOptions.coerce(n, v)), help="{port, tls_options}: run a scaler hub here too.")
+
+
+@dataclass(frozen=True)
+class DefaultScalerOptions(OptionGroup):
+    """``scale_options["default"]``: the built-in brokers."""
+
+    _path: ClassVar[str] = "scale_options.default."
+
+    brokers: int = option(1, validator=_positive_int, help="Number of broker processes.")
+    brokers_ports: Optional[Tuple[int, ...]] = option(None, validator=_ports, metavar="PORT,PORT",
+                                                      show_default="9400, 9401, ...",
+                                                      help="Broker ports, one per broker.")
+    horizontal_scale_options: Optional[HorizontalScaleOptions] = option(None, cli=None, inner=HorizontalScaleOptions,
+                                                                        validator=lambda n, v: (
+        None if v is None else HorizontalScaleOptions.coerce(n, v)), help="Scaling across machines.")
+
+    def _check(self) -> None:
+        if self.brokers_ports is None:
+            object.__setattr__(self, "brokers_ports", tuple(9400 + i for i in range(self.brokers)))
+        elif len(self.brokers_ports) != self.brokers:
+            raise OptionError(self._path + "brokers_ports",
+                              f"Number of broker ports is not the same as number of brokers "
+                              f"({len(self.brokers_ports)} ports for {self.brokers} brokers)")
+
+
+@dataclass(frozen=True)
+class ScaleOptions(OptionGroup):
+    """``scale_options``: processes of ``Mode.Scale``."""
+
+    _path: ClassVar[str] = "scale_options."
+
+    scaler: Scaler = option(Scaler.Default, validator=_enum(Scaler), help=(
+        "What joins the workers: Scaler.Default (TCP brokers) or Scaler.Redis."))
+    workers: int = option(1, validator=_positive_int, help="Number of worker processes.")
+    restart_on_fail: bool = option(False, validator=_bool, help="Restart a worker or broker that dies.")
+    redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL",
+                                                     help="Redis for Scaler.Redis: a URL or redis-py connection kwargs.")
+    default: DefaultScalerOptions = group(DefaultScalerOptions, help="Options of the built-in brokers.")
+
+    def _check(self) -> None:
+        if self.scaler is Scaler.Redis and self.redis is None:
+            raise OptionError(self._path + "redis", "is required with Scaler.Redis")
+
+
+@dataclass(frozen=True)
+class Options(OptionGroup):
+    """Every option of :class:`~clusterws_gevent.ClusterWS`, validated."""
+
+    worker: Any = option(None, cli=None, help="The worker function, called with the Worker in every worker process.")
+    port: Optional[int] = option(None, validator=_port, show_default="80, or 443 with TLS",
+                                 help="Port of the HTTP and WebSocket server.")
+    host: Optional[str] = option(None, validator=_optional_str, show_default="all interfaces",
+                                 help="Address to listen on.")
+    mode: Mode = option(Mode.Scale, validator=_enum(Mode), help="Mode.Single (one process) or Mode.Scale.")
+    app: Any = option(None, validator=_callable, metavar="MODULE:APP", help=(
+        "A Flask (or any WSGI) app served on the same port as the WebSockets."))
+    websocket_options: WebSocketOptions = group(WebSocketOptions, help="The WebSocket engine and its limits.")
+    logger_options: LoggerOptions = group(LoggerOptions, help="Logging.")
+    tls_options: Any = option(None, validator=_tls, cli=None, inner=TLSOptions, help=(
+        "Serve https:// and wss://: an ssl.SSLContext, or a dict of tls_options."))
+    scale_options: ScaleOptions = group(ScaleOptions, help="Processes of Mode.Scale.")
+
+    def _check(self) -> None:
+        if not callable(self.worker):
+            raise OptionTypeError("worker", f"Worker is not provided or is not a function (got {self.worker!r})")
+        if self.port is None:
+            object.__setattr__(self, "port", 443 if self.tls_options is not None else 80)
+
+
+def iter_settings(cls: Type[OptionGroup] = Options, prefix: str = "", cli_prefix: str = ""
+                  ) -> Iterator[Tuple[str, "dataclasses.Field[Any]", str]]:
+    """Every option as ``(dotted name, field, flag prefix)``, nested groups flattened, in declaration order.
+
+    A field read as an inner group (``tls_options``, ``master_options``) comes
+    first, then that group's options."""
+    for f in fields(cls):
+        nested = f.metadata.get("group")
+        if nested is not None:
+            yield from iter_settings(nested, prefix + f.name + ".", cli_prefix)
+            continue
+        yield prefix + f.name, f, cli_prefix
+        inner = f.metadata.get("inner")
+        if inner is not None:
+            yield from iter_settings(inner, prefix + f.name + ".", cli_prefix + f.metadata["cli_prefix"])
+
+
+def markdown_table() -> str:
+    """``docs/options.md``: every option with its seed name, flag, default and description."""
+    lines = [
+        "# Options",
+        "",
+        "Generated from `clusterws_gevent/options.py` by `python -m clusterws_gevent.options`;",
+        "`tests/unit/test_options.py` fails when this file is out of date.",
+        "",
+        "Nested dict keys may be snake_case or the seed's camelCase.",
+        "",
+        "| option | seed name | flag | default | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f, cli_prefix in iter_settings():
+        *parents, leaf = name.split(".")
+        camel = ".".join([camel_case(part) for part in parents] + [f.metadata.get("camel") or camel_case(leaf)])
+        cli = flag_of(name, f, cli_prefix) or ""
+        if f.metadata.get("show_default"):
+            default = f.metadata["show_default"]
+        elif f.default is not dataclasses.MISSING:
+            default = (f"{type(f.default).__name__}.{f.default.name}" if hasattr(f.default, "name")
+                       else repr(f.default))
+        else:
+            default = repr(f.default_factory())  # type: ignore[misc]
+        lines.append(f"| `{name}` | `{camel}` | {'`' + cli + '`' if cli else ''} | {default} "
+                     f"| {f.metadata['help']} |")
+    return "\n".join(lines) + "\n"
+
+
+def flag_of(name: str, f: "dataclasses.Field[Any]", cli_prefix: str = "") -> Optional[str]:
+    """The command-line flag of the option ``name``, or None."""
+    cli = f.metadata.get("cli")
+    if cli is None:
+        return None
+    flag = cli or "--" + name.rsplit(".", 1)[-1].replace("_", "-")
+    return "--" + cli_prefix + flag[2:]
+
+
+if __name__ == "__main__":  # pragma: no cover - a maintenance command
+    sys.stdout.write(markdown_table())

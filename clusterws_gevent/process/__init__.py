@@ -1,0 +1,1 @@
+"""Processes: the worker (the seed's ``this``), the single-process runner and the master."""

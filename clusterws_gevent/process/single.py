@@ -1,0 +1,53 @@
+"""``Mode.Single``: one process serving everything."""
+from __future__ import annotations
+
+import signal
+
+import gevent
+from gevent.event import Event
+from gevent.monkey import is_module_patched
+
+from ..exceptions import HaltServer
+from ..log import Log
+from ..options import Options
+from .worker import Worker, raise_open_files_limit
+
+__all__ = ["run_single", "warn_unless_patched"]
+
+#: Seconds stopping waits for clients to finish the close handshake.
+GRACEFUL_TIMEOUT = 5.0
+
+
+def warn_unless_patched(log: Log) -> None:
+    """Blocking I/O in a listener stalls every socket unless gevent patched the stdlib."""
+    if not is_module_patched("socket"):
+        log.warning("gevent has not monkey-patched the standard library: a listener doing blocking I/O "
+                    "will stall every socket. Run with 'python -m clusterws_gevent', or call "
+                    "gevent.monkey.patch_all() before importing anything else.")
+
+
+def run_single(options: Options, log: Log) -> int:
+    """Serve in this process until SIGINT or SIGTERM; returns the exit code."""
+    warn_unless_patched(log)
+    raise_open_files_limit(log)
+    stop = Event()
+    handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        worker = Worker(options, log)
+        worker.start()
+    except HaltServer as exc:
+        log.error("cannot start: %s", exc.reason)
+        return exc.exit_code
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", options.host or "*", options.port, exc.strerror or exc)
+        return 1
+    log.info(">>> Worker: %d, PID: %d, on %s (Mode.Single)", worker.id, worker.pid, worker.url)
+    try:
+        stop.wait()
+        log.info("stopping: closing %d socket(s) with 1001", len(worker.wss))
+        worker.stop(GRACEFUL_TIMEOUT)
+    finally:
+        for handler in handlers:
+            handler.cancel()
+    log.info("stopped")
+    return 0

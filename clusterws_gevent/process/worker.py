@@ -1,0 +1,88 @@
+"""The Worker: what the user's worker function gets (the seed's ``this``)."""
+from __future__ import annotations
+
+import os
+import resource
+from typing import Any, Optional
+
+from ..exceptions import HaltServer
+from ..flask_ext import app_context
+from ..log import Log
+from ..options import Options
+from ..pubsub.connector import Connector
+from ..websocket.server import WebSocketServer
+from ..websocket.wsgi import ClusterWSServer
+
+__all__ = ["Worker", "WORKER_BOOT_ERROR", "raise_open_files_limit"]
+
+#: Exit code of a worker whose worker function raised (gunicorn's WORKER_BOOT_ERROR).
+WORKER_BOOT_ERROR = 3
+#: Listen backlog: bursts of thousands of connections are normal for a WebSocket server.
+BACKLOG = 2048
+
+
+class Worker:
+    """One worker process's servers.
+
+    Attributes:
+        id: the worker's number (1 in ``Mode.Single``).
+        pid: the process id.
+        wss: the WebSocket server (:class:`~clusterws_gevent.websocket.server.WebSocketServer`).
+        server: the gevent WSGI server serving HTTP and WebSockets on the port.
+        app: the Flask (WSGI) app served on the same port, or None.
+        options: the validated options.
+    """
+
+    def __init__(self, options: Options, log: Log, connector: Optional[Connector] = None,
+                 listener: Any = None, worker_id: int = 1) -> None:
+        self.id = worker_id
+        self.pid = os.getpid()
+        self.options = options
+        self.log = log
+        self.app = options.app
+        self.wss = WebSocketServer(options.websocket_options, log, connector)
+        if listener is None:
+            listener = (options.host or "", options.port)
+        self.server = ClusterWSServer(listener, self.app, self.wss, options.websocket_options, log,
+                                      ssl_context=options.tls_options, backlog=None if not isinstance(
+                                          listener, tuple) else BACKLOG)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (https with TLS) where this worker listens."""
+        host, port = self.server.address[:2]
+        scheme = "https" if self.options.tls_options is not None else "http"
+        return f"{scheme}://{host or '0.0.0.0'}:{port}"
+
+    def start(self) -> None:
+        """Run the worker function, then start serving.
+
+        Raises:
+            HaltServer: the worker function raised (exit code WORKER_BOOT_ERROR).
+        """
+        try:
+            with app_context(self.app):
+                self.options.worker(self)
+        except Exception as exc:
+            self.log.exception("worker function %r failed", self.options.worker)
+            raise HaltServer(f"worker function failed: {exc!r}", WORKER_BOOT_ERROR) from exc
+        self.wss.start()
+        self.server.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every WebSocket with 1001, wait at most ``timeout`` s, stop."""
+        self.server.close()  # stop accepting; running connections go on
+        left = self.wss.close_all(1001, "server shutting down", timeout)
+        if left:
+            self.log.warning("%d socket(s) did not finish the close handshake in %.1fs; dropped", left, timeout)
+        self.server.stop(timeout=1)
+
+
+def raise_open_files_limit(log: Log) -> None:
+    """Raise the soft limit of open files to the hard limit: a server holds one per connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open files limit from %d: %s", soft, exc)

@@ -1,0 +1,1 @@
+"""Pub/sub: the channel registry, the batching hub and the connector interface."""

@@ -1,0 +1,66 @@
+"""The connector: what carries pub/sub between processes.
+
+The hub calls a connector to send; the connector calls the hub back with what
+arrives from other processes (:meth:`PubSubHub.deliver`,
+:meth:`PubSubHub.worker_message`). ``Mode.Single`` uses :class:`LocalConnector`,
+which sends nothing; the brokers and Redis connectors live in ``scale/``.
+Messages cross processes already JSON-encoded, as bytes: they are encoded once,
+by the process where they were published.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .hub import PubSubHub
+
+__all__ = ["Connector", "LocalConnector"]
+
+
+class Connector:
+    """Base of the connectors (template: the hub never knows which one it has)."""
+
+    hub: "PubSubHub"
+
+    def start(self, hub: "PubSubHub") -> None:
+        """Begin carrying messages for ``hub``."""
+        self.hub = hub
+
+    def publish(self, channel: str, message: bytes) -> None:
+        """Send a message published in this process to the other processes."""
+        raise NotImplementedError
+
+    def add_interest(self, channel: str) -> None:
+        """This process has subscribers of ``channel`` now: route its messages here.
+
+        Returns once the route is live, so that a subscriber told ``true`` gets
+        every message published after that (protocol.md).
+        """
+        raise NotImplementedError
+
+    def drop_interest(self, channel: str) -> None:
+        """This process has no subscriber of ``channel`` left."""
+        raise NotImplementedError
+
+    def publish_to_workers(self, message: bytes) -> None:
+        """Send ``message`` to onWorkerMessage of every other worker."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop carrying messages and release connections."""
+
+
+class LocalConnector(Connector):
+    """One process: there is nobody to tell."""
+
+    def publish(self, channel: str, message: bytes) -> None:
+        pass
+
+    def add_interest(self, channel: str) -> None:
+        pass
+
+    def drop_interest(self, channel: str) -> None:
+        pass
+
+    def publish_to_workers(self, message: bytes) -> None:
+        pass

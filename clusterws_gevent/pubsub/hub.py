@@ -1,0 +1,195 @@
+"""The pub/sub hub of one process: subscriptions, batching, fan-out.
+
+Messages published within one flush interval (5 ms, as the original) reach
+each subscriber as ONE frame ``["p",null,{channel:[...]}]``, in publish order
+per channel. Each message is JSON-encoded once, where it is published; at a
+flush each channel's part of the frame is encoded once, and subscribers that
+share the same active channels share the same frame bytes: there is no
+per-subscriber JSON work. Writing to a subscriber never waits (its bounded
+outbox takes the frame or closes a client that does not read), so one slow
+subscriber delays nobody.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import gevent
+from gevent.event import Event
+
+from ..log import Log
+from ..protocol.frames import OP_TEXT, encode_frame
+from ..protocol.messages import encode_channel_entry, encode_json, encode_publish_frame
+from .channels import ChannelRegistry
+from .connector import Connector, LocalConnector
+
+__all__ = ["PubSubHub", "FLUSH_INTERVAL"]
+
+#: Seconds between flushes of the publish batches (the original's 5 ms).
+FLUSH_INTERVAL = 0.005
+
+
+class PubSubHub:
+    """Channels of one process and the batches waiting to be flushed to them.
+
+    Args:
+        log: where to log.
+        connector: carries messages to and from other processes.
+        on_channel_open: called with a channel that got its first local subscriber.
+        on_channel_close: called with a channel whose last local subscriber left.
+        on_worker_message: called with a message another worker sent with publish_to_workers.
+        flush_interval: seconds between flushes.
+    """
+
+    def __init__(self, log: Log, connector: Optional[Connector] = None,
+                 on_channel_open: Optional[Callable[[str], None]] = None,
+                 on_channel_close: Optional[Callable[[str], None]] = None,
+                 on_worker_message: Optional[Callable[[Any], None]] = None,
+                 flush_interval: float = FLUSH_INTERVAL) -> None:
+        self.log = log
+        self.connector = connector or LocalConnector()
+        self.registry: ChannelRegistry[Any] = ChannelRegistry()
+        self.flush_interval = flush_interval
+        self._on_channel_open = on_channel_open
+        self._on_channel_close = on_channel_close
+        self._on_worker_message = on_worker_message
+        self._pending: Dict[str, List[bytes]] = {}
+        self._wake = Event()
+        self._flusher: Any = None
+
+    def start(self) -> None:
+        """Start the flusher and the connector."""
+        if self._flusher is None:
+            self._flusher = gevent.spawn(self._run_flusher)
+        self.connector.start(self)
+
+    def stop(self) -> None:
+        """Flush what waits, then stop the flusher and the connector."""
+        if self._pending:
+            self.flush()
+        if self._flusher is not None:
+            self._flusher.kill(block=False)
+            self._flusher = None
+        self.connector.stop()
+
+    # -- subscriptions ----------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Any, channel: str) -> bool:
+        """Subscribe ``subscriber`` (a Socket) to ``channel``; False if it already was.
+
+        Returns after the channel's route from other processes is live.
+        """
+        if not subscriber.add_channel(channel):
+            return False
+        if self.registry.add(channel, subscriber):
+            self.connector.add_interest(channel)
+            self._call(self._on_channel_open, channel, "onChannelOpen")
+        return True
+
+    def unsubscribe(self, subscriber: Any, channel: str) -> bool:
+        """Unsubscribe ``subscriber`` from ``channel``; False if it was not subscribed."""
+        if not subscriber.remove_channel(channel):
+            return False
+        self._leave(subscriber, channel)
+        return True
+
+    def unsubscribe_all(self, subscriber: Any) -> List[str]:
+        """Drop every subscription of ``subscriber``; returns the channels it had."""
+        channels = subscriber.take_channels()
+        for channel in channels:
+            self._leave(subscriber, channel)
+        return channels
+
+    def _leave(self, subscriber: Any, channel: str) -> None:
+        if self.registry.discard(channel, subscriber):
+            self._pending.pop(channel, None)
+            self.connector.drop_interest(channel)
+            self._call(self._on_channel_close, channel, "onChannelClose")
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def publish(self, channel: str, data: Any) -> None:
+        """Publish ``data`` to every subscriber of ``channel``, here and in other processes.
+
+        Raises:
+            TypeError: ``data`` is not JSON serializable.
+        """
+        message = encode_json(data)
+        self.deliver(channel, (message,))
+        self.connector.publish(channel, message)
+
+    def deliver(self, channel: str, messages: Any) -> None:
+        """Queue already encoded messages for the local subscribers of ``channel``."""
+        if channel not in self.registry:
+            return
+        pending = self._pending.get(channel)
+        if pending is None:
+            self._pending[channel] = list(messages)
+            self._wake.set()
+        else:
+            pending.extend(messages)
+
+    def publish_to_workers(self, data: Any) -> None:
+        """Send ``data`` to onWorkerMessage of every other worker."""
+        self.connector.publish_to_workers(encode_json(data))
+
+    def worker_message(self, message: bytes) -> None:
+        """A message from another worker's publish_to_workers."""
+        try:
+            data = json.loads(message)
+        except ValueError:
+            self.log.error("dropped a worker message that is not JSON (%d bytes)", len(message))
+            return
+        self._call(self._on_worker_message, data, "onWorkerMessage")
+
+    # -- flushing ---------------------------------------------------------------------------------
+
+    def _run_flusher(self) -> None:
+        wake = self._wake
+        while True:
+            wake.wait()
+            wake.clear()
+            while True:
+                gevent.sleep(self.flush_interval)
+                if not self._pending:
+                    break
+                try:
+                    self.flush()
+                except Exception:
+                    self.log.exception("publish flush failed; its messages are lost")
+
+    def flush(self) -> None:
+        """Send every pending batch now: one frame per subscriber."""
+        pending, self._pending = self._pending, {}
+        members = self.registry.members
+        if len(pending) == 1:
+            # The common case: one active channel, one frame for all its subscribers.
+            ((channel, messages),) = pending.items()
+            frame = encode_frame(OP_TEXT, encode_publish_frame([encode_channel_entry(channel, messages)]))
+            for subscriber in tuple(members(channel)):
+                subscriber.send_frame(frame)
+            return
+        per_subscriber: Dict[Any, List[bytes]] = {}
+        for channel, messages in pending.items():
+            entry = encode_channel_entry(channel, messages)
+            for subscriber in members(channel):
+                entries = per_subscriber.get(subscriber)
+                if entries is None:
+                    per_subscriber[subscriber] = [entry]
+                else:
+                    entries.append(entry)
+        frames: Dict[Tuple[int, ...], bytes] = {}
+        for subscriber, entries in per_subscriber.items():
+            key = tuple(map(id, entries))  # the entries live until the end of this flush
+            frame = frames.get(key)
+            if frame is None:
+                frame = frames[key] = encode_frame(OP_TEXT, encode_publish_frame(entries))
+            subscriber.send_frame(frame)
+
+    def _call(self, hook: Optional[Callable[[Any], None]], arg: Any, name: str) -> None:
+        if hook is None:
+            return
+        try:
+            hook(arg)
+        except Exception:
+            self.log.exception("%s middleware failed for %r", name, arg)

@@ -1,0 +1,1 @@
+"""The WebSocket layer: engines, sockets, the server (``w.wss``) and the WSGI handler."""

@@ -1,0 +1,191 @@
+"""The compatibility engine: gevent-websocket 0.10.1's frame reader.
+
+The only module that imports ``geventwebsocket``. It reads frames and
+assembles messages with gevent-websocket (its pure-Python unmasking and UTF-8
+validation), behind the same :class:`Connection` as the default engine, so
+the socket API, limits and close codes are the same. What this adapter adds
+to 0.10.1: the ``max_message_size`` limit (checked from each frame header,
+before the payload is read), refusal of unmasked client frames, and close
+frames that carry the code and reason (0.10.1 drops the code).
+
+Known limits, measured: unmasking is byte by byte (a 1 MiB message costs
+about 250 ms of CPU), so this engine is 10-40x slower on large messages and
+about 2x slower on small ones than ``builtin``; the connection keeps its 8 KiB
+read buffer for its whole life.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any, Optional, Tuple
+
+from geventwebsocket.exceptions import ProtocolError as GwsProtocolError
+from geventwebsocket.exceptions import WebSocketError
+from geventwebsocket.websocket import Header, WebSocket
+
+from ..enums import ReadyState
+from ..exceptions import InvalidData, MessageTooBig, ProtocolError
+from ..log import Log
+from ..options import WebSocketOptions
+from ..protocol.frames import OP_CLOSE, OP_PONG, encode_close, encode_frame, is_valid_close_code
+from .connection import Connection, ConnectionSink
+
+__all__ = ["GeventWebSocketConnection"]
+
+
+class _CloseReceived(Exception):
+    """The client's close frame was read."""
+
+
+class _Stream:
+    __slots__ = ("read",)
+
+    def __init__(self, read: Any) -> None:
+        self.read = read
+
+
+class _Reader(WebSocket):  # type: ignore[misc]
+    """gevent-websocket's WebSocket, reading only; writes go through our Connection."""
+
+    def __init__(self, connection: "GeventWebSocketConnection", read: Any, max_size: int) -> None:
+        super().__init__({}, _Stream(read), None)
+        self.connection = connection
+        self.sink: Optional[ConnectionSink] = None
+        self.max_size = max_size
+        self.message_size = 0
+        self.close_rcvd: Optional[Tuple[int, str]] = None
+
+    def read_frame(self) -> Tuple[Any, bytes]:
+        header = Header.decode_header(self.stream)
+        if header.flags:
+            raise GwsProtocolError("reserved bits set without a negotiated extension")
+        if not header.mask:
+            raise GwsProtocolError("unmasked frame from a client (RFC 6455 §5.1)")
+        if header.opcode in (1, 2):
+            self.message_size = header.length
+        elif header.opcode == 0:
+            self.message_size += header.length
+        if header.opcode < 8 and self.message_size > self.max_size:
+            raise MessageTooBig(f"message over max_message_size ({self.max_size} bytes)")
+        payload = self.raw_read(header.length) if header.length else b""
+        if len(payload) != header.length:
+            raise WebSocketError("unexpected end of stream in a frame")
+        return header, bytes(header.unmask_payload(payload)) if header.length else b""
+
+    def handle_ping(self, header: Any, payload: bytes) -> None:
+        self.connection.outbox.write(encode_frame(OP_PONG, payload))
+
+    def handle_pong(self, header: Any, payload: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_pong()
+
+    def handle_close(self, header: Any, payload: bytes) -> None:
+        if not payload:
+            self.close_rcvd = (1005, "")
+        elif len(payload) < 2:
+            raise GwsProtocolError("close frame with a one-byte payload")
+        else:
+            code = struct.unpack("!H", payload[:2])[0]
+            if not is_valid_close_code(code):
+                raise GwsProtocolError(f"invalid close code {code}")
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidData("invalid UTF-8 in a close reason") from None
+            self.close_rcvd = (code, reason)
+        raise _CloseReceived()
+
+    def close(self, code: int = 1000, message: bytes = b"") -> None:
+        """Closing is the Connection's job (0.10.1's close drops the code)."""
+
+
+class GeventWebSocketConnection(Connection):
+    """A connection read by gevent-websocket (the ``gevent-websocket`` engine).
+
+    Args:
+        rfile: the request's buffered reader, which may hold the first frames.
+    """
+
+    __slots__ = ("_reader", "_rfile", "_state", "_close_sent")
+
+    needs_rfile = True
+
+    def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"",
+                 rfile: Any = None) -> None:
+        super().__init__(id, sock, options, log, initial)
+        self._rfile = rfile if rfile is not None else sock.makefile("rb")
+        self._reader = _Reader(self, self._rfile.read, options.max_message_size)
+        self._state = ReadyState.OPEN
+        self._close_sent: Optional[Tuple[int, str]] = None
+
+    def _engine_state(self) -> int:
+        return int(self._state)
+
+    def _send_close_frame(self, code: int, reason: str) -> None:
+        if self._close_sent is None:
+            self._close_sent = (code, reason)
+            self.outbox.write(encode_close(code, reason))
+            self._state = ReadyState.CLOSING
+
+    def run(self, sink: ConnectionSink) -> None:
+        reader = self._reader
+        reader.sink = sink
+        try:
+            while not self._aborted:
+                try:
+                    message = reader.read_message()
+                except _CloseReceived:
+                    self._on_close_frame()
+                    break
+                except ProtocolError as exc:
+                    self._fail(exc, sink)
+                    break
+                except UnicodeError as exc:
+                    self._fail(InvalidData(f"invalid UTF-8 in a text message: {exc}"), sink)
+                    break
+                except GwsProtocolError as exc:
+                    self._fail(ProtocolError(str(exc) or "protocol error"), sink)
+                    break
+                if message is None:
+                    continue
+                if self.open:
+                    if isinstance(message, str):
+                        sink.on_text(message)
+                    else:
+                        sink.on_binary(bytes(message))
+            self._discard_until_eof()
+        except OSError as exc:  # WebSocketError (end of stream) is an OSError too
+            self._abort_reason = self._abort_reason or f"connection lost: {exc.strerror or exc}"
+        finally:
+            received = reader.close_rcvd
+            sent = self._close_sent
+            first = received is not None and (self._local_close is None)
+            code, reason = self.final_close(received, sent, first)
+            self._state = ReadyState.CLOSED
+            self.finish(sink, code, reason)
+
+    def _on_close_frame(self) -> None:
+        received = self._reader.close_rcvd
+        self.open = False
+        if self._close_sent is None and received is not None:
+            code, reason = received
+            # Echo the client's code (an empty close is echoed empty, RFC 6455 §5.5.1).
+            self._close_sent = received
+            self.outbox.write(encode_close(code, reason) if code != 1005 else encode_frame(OP_CLOSE, b""))
+        self._state = ReadyState.CLOSING
+        self.outbox.write_eof()
+        self.arm_close_timer()
+
+    def _fail(self, error: ProtocolError, sink: ConnectionSink) -> None:
+        self.open = False
+        if self._close_sent is None:
+            self._close_sent = (error.close_code, str(error)[:123])
+            self.outbox.write(encode_close(error.close_code, str(error)[:123]))
+        self._state = ReadyState.CLOSING
+        self.outbox.write_eof()
+        self.arm_close_timer()
+        sink.on_protocol_error(error)
+
+    def _discard_until_eof(self) -> None:
+        """After the close: read until the client closes TCP (bounded by the close timer)."""
+        while not self._aborted and self._rfile.read1(65536):
+            pass

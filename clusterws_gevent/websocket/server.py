@@ -1,0 +1,308 @@
+"""The WebSocket server of one worker process: the seed's ``this.wss``.
+
+It keeps the open sockets, the ``connection`` listeners and the middleware,
+runs the keepalive, and fronts the pub/sub hub.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
+
+import gevent
+from gevent.event import Event
+
+from ..enums import Middleware
+from ..log import Log
+from ..options import WebSocketOptions
+from ..protocol.frames import OP_BINARY, OP_TEXT, encode_frame
+from ..protocol.messages import PING, encode_config, encode_subscribe_reply
+from ..pubsub.connector import Connector
+from ..pubsub.hub import PubSubHub
+from ..typing import Data, Listener
+from .socket import Socket
+
+__all__ = ["WebSocketServer", "Decision"]
+
+_PING_FRAME = encode_frame(OP_BINARY, PING)
+
+
+class Decision:
+    """The ``next`` a middleware calls, maybe later and from another greenlet.
+
+    ``next(True)`` accepts; ``next(False[, code, reason])`` refuses. The first
+    call counts; later ones are ignored.
+    """
+
+    __slots__ = ("value", "args", "_event")
+
+    def __init__(self) -> None:
+        self.value: Optional[bool] = None
+        self.args: tuple = ()
+        self._event: Optional[Event] = None
+
+    def __call__(self, accept: Any = True, *args: Any) -> None:
+        if self.value is not None:
+            return
+        self.value = bool(accept)
+        self.args = args
+        if self._event is not None:
+            self._event.set()
+
+    def wait(self, timeout: float) -> Optional[bool]:
+        """The decision, or None if none came within ``timeout`` seconds."""
+        if self.value is None:
+            self._event = Event()
+            self._event.wait(timeout)
+        return self.value
+
+
+class WebSocketServer:
+    """The WebSocket server of a worker (``w.wss``).
+
+    Args:
+        options: the WebSocket options.
+        log: where to log.
+        connector: carries pub/sub to other processes (none in ``Mode.Single``).
+    """
+
+    def __init__(self, options: WebSocketOptions, log: Log, connector: Optional[Connector] = None) -> None:
+        self.options = options
+        self.log = log
+        self._connection_listeners: List[Listener] = []
+        self._middleware: Dict[Middleware, Callable[..., Any]] = {}
+        self._sockets: Set[Socket] = set()
+        self._config_frame = encode_frame(OP_TEXT, encode_config(options.auto_ping, options.ping_interval))
+        self.hub = PubSubHub(log, connector, on_channel_open=self._channel_opened,
+                             on_channel_close=self._channel_closed, on_worker_message=self._worker_message)
+        self._keepalive: Any = None
+        self._drained = Event()
+
+    # -- the seed's API -----------------------------------------------------------------------
+
+    def on(self, event: str, listener: Optional[Listener] = None) -> Any:
+        """``on("connection", fn)``: call ``fn(socket, environ)`` for each new socket.
+
+        Without ``fn``, a decorator. ``environ`` is the WSGI environ of the upgrade
+        request (the seed's ``upgReq``).
+        """
+        if event != "connection":
+            raise ValueError(f"the server has one event, 'connection'; got {event!r}")
+        if listener is None:
+            def decorator(fn: Listener) -> Listener:
+                self.on(event, fn)
+                return fn
+            return decorator
+        if not callable(listener):
+            raise TypeError(f"connection listener must be callable, got {listener!r}")
+        self._connection_listeners.append(listener)
+        return listener
+
+    def add_middleware(self, kind: Middleware, fn: Callable[..., Any]) -> None:
+        """Install ``fn`` as the middleware ``kind`` (one per kind; a second replaces the first).
+
+        Signatures, as in the seed: ``verifyConnection(info, next)``,
+        ``onSubscribe(socket, channel, next)``, ``onUnsubscribe(socket, channel)``,
+        ``onChannelOpen(channel)``, ``onChannelClose(channel)``, ``onWorkerMessage(message)``.
+        ``next`` may be called later, from any greenlet.
+        """
+        if not isinstance(kind, Middleware):
+            try:
+                kind = Middleware(kind)
+            except ValueError:
+                valid = ", ".join(m.value for m in dict.fromkeys(Middleware))
+                raise ValueError(f"unknown middleware {kind!r}; valid: {valid}") from None
+        if not callable(fn):
+            raise TypeError(f"middleware {kind.value} must be callable, got {fn!r}")
+        self._middleware[kind] = fn
+
+    def middleware(self, kind: Middleware) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of :meth:`add_middleware`."""
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.add_middleware(kind, fn)
+            return fn
+        return decorator
+
+    def publish(self, channel: str, data: Data) -> None:
+        """Publish ``data`` to every subscriber of ``channel``, on every worker.
+
+        Raises:
+            TypeError: ``channel`` is not a string or ``data`` is not JSON serializable.
+        """
+        if not isinstance(channel, str):
+            raise TypeError(f"channel must be a string, got {channel!r}")
+        self.hub.publish(channel, data)
+
+    def publish_to_workers(self, message: Data) -> None:
+        """Send ``message`` (any JSON value) to onWorkerMessage of every other worker."""
+        self.hub.publish_to_workers(message)
+
+    @property
+    def sockets(self) -> Set[Socket]:
+        """The open sockets of this worker (a copy)."""
+        return set(self._sockets)
+
+    def __len__(self) -> int:
+        return len(self._sockets)
+
+    # -- subscriptions ----------------------------------------------------------------------------
+
+    def subscribe(self, socket: Socket, channel: str) -> bool:
+        """Subscribe ``socket`` to ``channel`` without asking onSubscribe."""
+        if not isinstance(channel, str):
+            raise TypeError(f"channel must be a string, got {channel!r}")
+        if not socket.is_open():
+            return False
+        return self.hub.subscribe(socket, channel)
+
+    def unsubscribe(self, socket: Socket, channel: str) -> bool:
+        """Unsubscribe ``socket`` from ``channel`` and tell onUnsubscribe."""
+        if not self.hub.unsubscribe(socket, channel):
+            return False
+        self._call_middleware(Middleware.onUnsubscribe, socket, channel)
+        return True
+
+    def handle_subscribe_request(self, socket: Socket, channels: Any) -> None:
+        """``["s","s",[channels]]``: ask onSubscribe for each channel, then reply
+        ``["s","s",{channel: bool}]`` once every decision is known."""
+        if isinstance(channels, str):
+            channels = [channels]
+        if not isinstance(channels, list):
+            self.log.debug("socket %s: subscribe request without a list of channels; ignored", socket.id)
+            return
+        results: Dict[str, bool] = {}
+        waiting: List[tuple] = []
+        check = self._middleware.get(Middleware.onSubscribe)
+        for channel in channels:
+            if not isinstance(channel, str) or channel in results:
+                continue
+            if check is None or socket.is_subscribed(channel):
+                results[channel] = self.subscribe(socket, channel)
+                continue
+            results[channel] = False
+            decision = Decision()
+            try:
+                check(socket, channel, decision)
+            except Exception:
+                self.log.exception("socket %s: onSubscribe failed for %r; declined", socket.id, channel)
+                continue
+            waiting.append((channel, decision))
+        deadline = time.monotonic() + self.options.middleware_timeout
+        for channel, decision in waiting:
+            accepted = decision.wait(max(0.0, deadline - time.monotonic()))
+            if accepted is None:
+                self.log.warning("socket %s: onSubscribe did not call next() within %.1fs for %r; declined",
+                                 socket.id, self.options.middleware_timeout, channel)
+            results[channel] = bool(accepted) and self.subscribe(socket, channel)
+        socket.send_frame(encode_frame(OP_TEXT, encode_subscribe_reply(results)))
+
+    # -- connections (called by the WSGI handler) ---------------------------------------------------
+
+    def verify(self, info: Any) -> tuple:
+        """Run verifyConnection on ``info``: ``(True,)`` or ``(False, code, reason)``."""
+        check = self._middleware.get(Middleware.verifyConnection)
+        if check is None:
+            return (True,)
+        decision = Decision()
+        try:
+            check(info, decision)
+        except Exception:
+            self.log.exception("verifyConnection failed; connection refused")
+            return (False, 500, "verifyConnection failed")
+        accepted = decision.wait(self.options.middleware_timeout)
+        if accepted is None:
+            self.log.warning("verifyConnection did not call next() within %.1fs; connection refused",
+                             self.options.middleware_timeout)
+            return (False, 401, "")
+        if accepted:
+            return (True,)
+        code = decision.args[0] if decision.args and isinstance(decision.args[0], int) else 401
+        reason = decision.args[1] if len(decision.args) > 1 and isinstance(decision.args[1], str) else ""
+        return (False, code, reason)
+
+    def serve(self, socket: Socket, environ: Mapping[str, Any], run: Callable[[Socket], None]) -> None:
+        """Serve an accepted socket until it closes: config message, ``connection``
+        listeners, then ``run`` (the engine's read loop) in this greenlet."""
+        self._sockets.add(socket)
+        if self.options.send_configuration_message:
+            socket.send_frame(self._config_frame)
+        for listener in tuple(self._connection_listeners):
+            try:
+                listener(socket, environ)
+            except Exception:
+                self.log.exception("socket %s: connection listener failed", socket.id)
+        run(socket)
+
+    def forget(self, socket: Socket) -> None:
+        """A socket closed: drop it and its subscriptions (telling onUnsubscribe)."""
+        self._sockets.discard(socket)
+        for channel in self.hub.unsubscribe_all(socket):
+            self._call_middleware(Middleware.onUnsubscribe, socket, channel)
+        if not self._sockets:
+            self._drained.set()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the pub/sub hub and the keepalive."""
+        self.hub.start()
+        if self.options.auto_ping and self._keepalive is None:
+            self._keepalive = gevent.spawn(self._run_keepalive)
+
+    def close_all(self, code: int = 1001, reason: str = "server shutting down", timeout: float = 5.0) -> int:
+        """Close every socket with ``code`` and wait (at most ``timeout`` s) until they are gone.
+
+        Returns:
+            how many sockets were still open at the deadline (they are terminated).
+        """
+        if self._keepalive is not None:
+            self._keepalive.kill(block=False)
+            self._keepalive = None
+        self._drained.clear()
+        for socket in tuple(self._sockets):
+            socket.close(code, reason)
+        if self._sockets:
+            self._drained.wait(timeout)
+        left = tuple(self._sockets)
+        for socket in left:
+            socket.terminate()
+        self.hub.stop()
+        return len(left)
+
+    def _run_keepalive(self) -> None:
+        """Ping every socket each ``ping_interval``; terminate those that did not answer the last ping."""
+        interval = self.options.ping_interval / 1000.0
+        next_at = time.monotonic() + interval
+        while True:
+            gevent.sleep(max(0.0, next_at - time.monotonic()))
+            # Fixed ticks: a slow round does not push later pings late (clients
+            # close with 4001 when a ping is over 500 ms late).
+            next_at += interval
+            if next_at < time.monotonic():
+                next_at = time.monotonic() + interval
+            for socket in tuple(self._sockets):
+                if socket.awaiting_pong and not socket.busy:
+                    self.log.debug("socket %s: no pong since the last ping; terminating", socket.id)
+                    socket.terminate()
+                    continue
+                socket.awaiting_pong = True
+                socket.send_frame(_PING_FRAME)
+
+    # -- middleware hooks ------------------------------------------------------------------------
+
+    def _call_middleware(self, kind: Middleware, *args: Any) -> None:
+        fn = self._middleware.get(kind)
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            self.log.exception("%s middleware failed", kind.value)
+
+    def _channel_opened(self, channel: str) -> None:
+        self._call_middleware(Middleware.onChannelOpen, channel)
+
+    def _channel_closed(self, channel: str) -> None:
+        self._call_middleware(Middleware.onChannelClose, channel)
+
+    def _worker_message(self, message: Any) -> None:
+        self._call_middleware(Middleware.onWorkerMessage, message)

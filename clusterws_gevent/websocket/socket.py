@@ -1,0 +1,262 @@
+"""The ClusterWS socket: events, raw sends, channels and keepalive over one connection.
+
+Every listener of a socket runs in that socket's own greenlet, one message
+after another, in the order the client sent them. A listener may block on I/O
+(a database query, an HTTP call): it delays only the later messages of its own
+socket, never another socket.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Union, overload
+
+from ..enums import ReadyState
+from ..exceptions import ClusterWSError, IncorrectMessage, ProtocolError
+from ..protocol.messages import PONG, decode_message, encode_emit
+from ..typing import Data, Listener
+from .connection import Connection, ConnectionSink
+
+if TYPE_CHECKING:
+    from .server import WebSocketServer
+
+__all__ = ["Socket", "RESERVED_EVENTS"]
+
+#: Events fired by the server itself; a client's ``["e", name, ...]`` cannot fire them.
+RESERVED_EVENTS = frozenset(("message", "pong", "error", "close"))
+_MISSING: Any = object()
+_PONG_TEXT = PONG.decode("ascii")
+
+
+class Socket(ConnectionSink):
+    """One client connection, as the ClusterWS ``socket``.
+
+    Created by the server; get it from the ``connection`` event. Do not change :attr:`id`.
+    """
+
+    __slots__ = ("id", "_conn", "_server", "_listeners", "_channels", "awaiting_pong", "busy", "__weakref__")
+
+    def __init__(self, id: str, connection: Connection, server: "WebSocketServer") -> None:
+        #: A unique id of this socket (used in logs).
+        self.id = id
+        self._conn = connection
+        self._server = server
+        self._listeners: Dict[str, List[Listener]] = {}
+        self._channels: Optional[set] = None
+        #: A ping was sent and no pong came back yet (keepalive).
+        self.awaiting_pong = False
+        #: A listener of this socket is running (keepalive spares a busy socket).
+        self.busy = False
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} {self.ready_state.name}>"
+
+    # -- the seed's API ----------------------------------------------------------------------------
+
+    @property
+    def ready_state(self) -> ReadyState:
+        """0 connecting, 1 open, 2 closing, 3 closed (the seed's ``readyState``)."""
+        return self._conn.ready_state
+
+    @overload
+    def on(self, event: str) -> Callable[[Listener], Listener]: ...
+
+    @overload
+    def on(self, event: str, listener: Listener) -> Listener: ...
+
+    def on(self, event: str, listener: Optional[Listener] = None) -> Any:
+        """Call ``listener`` on ``event``; without a listener, a decorator.
+
+        Events from the client (``send(event, data)`` in the JS client) call
+        ``listener(data)``. Reserved events: ``message(msg)`` (intercepts every
+        frame; call :meth:`process_message` to go on), ``pong()``,
+        ``error(err)``, ``close(code, reason)``. Several listeners of one event
+        run in the order they were added.
+        """
+        if not isinstance(event, str):
+            raise TypeError(f"event name must be a string, got {event!r}")
+        if listener is None:
+            def decorator(fn: Listener) -> Listener:
+                self.on(event, fn)
+                return fn
+            return decorator
+        if not callable(listener):
+            raise TypeError(f"listener of {event!r} must be callable, got {listener!r}")
+        self._listeners.setdefault(event, []).append(listener)
+        return listener
+
+    def send(self, event_or_raw: Union[str, bytes, bytearray, memoryview], data: Data = _MISSING) -> bool:
+        """``send(event, data)`` emits ``["e", event, data]``; ``send(raw)`` sends
+        a str as a text frame or bytes as a binary frame, as they are.
+
+        Returns immediately: the frame is handed to the socket's outbox.
+
+        Returns:
+            False when the socket is not open (nothing is sent) or its outbox is full.
+
+        Raises:
+            TypeError: ``raw`` is neither str nor bytes, or ``data`` is not JSON serializable.
+        """
+        if data is _MISSING:
+            if isinstance(event_or_raw, str):
+                return self._conn.send_text(event_or_raw.encode("utf-8"))
+            if isinstance(event_or_raw, (bytes, bytearray, memoryview)):
+                return self._conn.send_binary(bytes(event_or_raw))
+            raise TypeError("send(raw) takes str or bytes; to emit an event, call send(event, data)")
+        if not isinstance(event_or_raw, str):
+            raise TypeError(f"event name must be a string, got {event_or_raw!r}")
+        return self._conn.send_text(encode_emit(event_or_raw, data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with the close handshake; the close frame carries ``code`` and ``reason``.
+
+        Raises:
+            ValueError: a code that may not be sent, or a reason over 123 bytes.
+        """
+        self._conn.close(code, reason)
+
+    def terminate(self) -> None:
+        """Drop the connection at once, without a close handshake."""
+        self._conn.terminate()
+
+    def process_message(self, message: Union[str, bytes, list]) -> None:
+        """Run the ClusterWS protocol on ``message`` (str, bytes or an already decoded list).
+
+        The server calls it for every frame, unless a ``message`` listener
+        intercepts frames: then that listener calls it for the frames it lets through.
+        """
+        if message == PONG or message == _PONG_TEXT:
+            self.on_pong()
+            return
+        try:
+            kind, param, data = decode_message(message)
+        except IncorrectMessage as error:
+            self._fail(error)
+            return
+        if kind == "e":
+            if isinstance(param, str) and param not in RESERVED_EVENTS:
+                self.emit(param, data)
+        elif kind == "p":
+            if isinstance(param, str) and self._channels is not None and param in self._channels:
+                self._server.publish(param, data)
+        elif kind == "s":
+            if param == "s":
+                self._server.handle_subscribe_request(self, data)
+            elif param == "u":
+                if isinstance(data, str) and self._channels is not None and data in self._channels:
+                    self._server.unsubscribe(self, data)
+        # other message types are ignored, as in the original
+
+    # -- channels (server code may subscribe a socket) --------------------------------------------
+
+    @property
+    def channels(self) -> FrozenSet[str]:
+        """The channels this socket is subscribed to."""
+        return frozenset(self._channels or ())
+
+    def subscribe(self, channels: Union[str, Iterable[str]]) -> Dict[str, bool]:
+        """Subscribe this socket to ``channels`` (onSubscribe is not asked: the server decides).
+
+        Returns:
+            ``{channel: True}`` for each new subscription, False where it already was.
+        """
+        if isinstance(channels, str):
+            channels = [channels]
+        return {channel: self._server.subscribe(self, channel) for channel in channels}
+
+    def unsubscribe(self, channel: str) -> bool:
+        """Unsubscribe this socket from ``channel``; False if it was not subscribed."""
+        return self._server.unsubscribe(self, channel)
+
+    # -- used by the server ---------------------------------------------------------------------
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Call the listeners of ``event``; an exception in one is logged with the socket id."""
+        listeners = self._listeners.get(event)
+        if not listeners:
+            return
+        for listener in tuple(listeners):
+            try:
+                listener(*args)
+            except Exception:
+                self._server.log.exception("socket %s: listener of %r failed", self.id, event)
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Write an already encoded frame (fan-out and keepalive)."""
+        return self._conn.send_frame(frame)
+
+    def is_subscribed(self, channel: str) -> bool:
+        """Whether this socket is subscribed to ``channel``."""
+        return self._channels is not None and channel in self._channels
+
+    def add_channel(self, channel: str) -> bool:
+        """Record a subscription; False if already subscribed."""
+        if self._channels is None:
+            self._channels = set()
+        elif channel in self._channels:
+            return False
+        self._channels.add(channel)
+        return True
+
+    def remove_channel(self, channel: str) -> bool:
+        """Forget a subscription; False if there was none."""
+        if self._channels is None or channel not in self._channels:
+            return False
+        self._channels.discard(channel)
+        return True
+
+    def take_channels(self) -> List[str]:
+        """Forget every subscription and return them (the socket closed)."""
+        channels, self._channels = self._channels, None
+        return list(channels or ())
+
+    def is_open(self) -> bool:
+        """Whether messages can still be sent."""
+        return self._conn.open
+
+    # -- ConnectionSink ---------------------------------------------------------------------------
+
+    def on_text(self, text: str) -> None:
+        self.busy = True
+        try:
+            if "message" in self._listeners:
+                self.emit("message", text)
+            else:
+                self.process_message(text)
+        finally:
+            self.busy = False
+
+    def on_binary(self, data: bytes) -> None:
+        if data == PONG:  # the client's keepalive answer never reaches message listeners
+            self.on_pong()
+            return
+        self.busy = True
+        try:
+            if "message" in self._listeners:
+                self.emit("message", data)
+            else:
+                self.process_message(data)
+        finally:
+            self.busy = False
+
+    def on_pong(self) -> None:
+        self.awaiting_pong = False
+        self.emit("pong")
+
+    def on_protocol_error(self, error: ProtocolError) -> None:
+        if "error" in self._listeners:
+            self.emit("error", error)
+        else:
+            self._server.log.info("socket %s: closing with %d: %s", self.id, error.close_code, error)
+
+    def on_close(self, code: int, reason: str) -> None:
+        self._server.forget(self)
+        self.emit("close", code, reason)
+
+    def _fail(self, error: ClusterWSError) -> None:
+        """A bad ClusterWS message: the ``error`` listeners decide; without one, log and terminate."""
+        if "error" in self._listeners:
+            self.emit("error", error)
+            return
+        detail = getattr(error, "detail", "")
+        self._server.log.warning("socket %s: %s%s; terminating it (add an 'error' listener to decide otherwise)",
+                                 self.id, error, f" ({detail})" if detail else "")
+        self.terminate()

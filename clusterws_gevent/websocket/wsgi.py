@@ -1,0 +1,233 @@
+"""One port for Flask and the WebSockets: gevent's pywsgi with our upgrade handler.
+
+A request asking for ``Upgrade: websocket`` is answered here (the handshake,
+verifyConnection, then the socket's read loop in the handler's greenlet);
+any other request goes to the WSGI app. Flask never sees an upgrade request.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket as stdlib_socket
+from typing import Any, Callable, Iterable, Optional, Tuple
+
+import gevent
+from gevent import pywsgi
+from gevent.ssl import SSLSocket
+
+from ..exceptions import HandshakeError
+from ..flask_ext import current_request_and_session, is_flask_app, socket_context
+from ..log import Log
+from ..options import WebSocketOptions
+from ..protocol.handshake import check_upgrade, http_response, is_upgrade_request, switching_protocols
+from .engines import load_engine
+from .info import ConnectionInfo
+from .server import WebSocketServer
+from .socket import Socket
+
+__all__ = ["ClusterWSServer", "ClusterWSHandler", "new_socket_id"]
+
+_ids = itertools.count(1)
+_id_prefix = os.urandom(4).hex()
+
+
+def new_socket_id() -> str:
+    """A socket id unique across processes: a random per-process prefix and a counter."""
+    return f"{_id_prefix}{next(_ids):x}"
+
+
+def reset_socket_ids() -> None:
+    """Give this process a new id prefix (call after ``fork``)."""
+    global _id_prefix, _ids
+    _id_prefix = os.urandom(4).hex()
+    _ids = itertools.count(1)
+
+
+class HandshakeTimeout(stdlib_socket.timeout):
+    """The client did not send its request within ``handshake_timeout``."""
+
+
+class ClusterWSHandler(pywsgi.WSGIHandler):
+    """pywsgi's handler, plus the WebSocket upgrade and a deadline on reading each request."""
+
+    server: "ClusterWSServer"
+    _deadline: Any = None
+
+    def handle_one_request(self) -> Any:
+        # A client gets handshake_timeout seconds to send its request line and
+        # headers (also the idle limit of a keep-alive HTTP connection).
+        self._deadline = gevent.Timeout.start_new(self.server.ws_options.handshake_timeout, HandshakeTimeout)
+        try:
+            return super().handle_one_request()
+        finally:
+            self._deadline.close()
+
+    def _handle_client_error(self, ex: Exception) -> Any:
+        if isinstance(ex, HandshakeTimeout):
+            return ("408", http_response(408, "request not received in time"))
+        return super()._handle_client_error(ex)
+
+    def run_application(self) -> None:
+        self._deadline.close()
+        if is_upgrade_request(self.environ):
+            self._serve_websocket()
+        elif self.application is None:
+            self._respond(426, "this server speaks WebSocket only", [("Upgrade", "websocket")])
+        else:
+            super().run_application()
+
+    def log_request(self) -> None:
+        if self.server.access_log:
+            super().log_request()
+
+    # -- the upgrade ------------------------------------------------------------------------------
+
+    def _serve_websocket(self) -> None:
+        server = self.server
+        options = server.ws_options
+        environ = self.environ
+        try:
+            path = environ.get("PATH_INFO", "")
+            if options.ws_path is not None and path != options.ws_path:
+                raise HandshakeError(404, f"no WebSocket endpoint at {path}")
+            key = check_upgrade(environ)
+        except HandshakeError as exc:
+            self._respond(exc.status, str(exc), exc.headers)
+            return
+        with socket_context(server.application, environ):
+            request, session = current_request_and_session() if server.flask else (None, None)
+            verdict = server.wss.verify(ConnectionInfo(environ, request, session))
+            if not verdict[0]:
+                _, code, reason = verdict
+                self._respond(code, reason or "connection refused")
+                return
+            self._accept(key)
+
+    def _accept(self, key: str) -> None:
+        server = self.server
+        response = switching_protocols(key)
+        try:
+            # Small frames go out at once, as Node's ws does (no Nagle delay).
+            self.socket.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.socket.sendall(response)
+        self._set_status(101, "Switching Protocols", len(response))
+        socket_id = new_socket_id()
+        engine = server.engine
+        if getattr(engine, "needs_rfile", False):
+            connection = engine(socket_id, self.socket, server.ws_options, server.log, rfile=self.rfile)
+        else:
+            connection = engine(socket_id, self.socket, server.ws_options, server.log, self._take_buffered())
+        environ = self.environ
+        # Free what the handler holds for the socket's lifetime (memory per idle connection).
+        self.__dict__.pop("headers", None)
+        server.wss.serve(Socket(socket_id, connection, server.wss), environ, connection.run)
+
+    def _take_buffered(self) -> bytes:
+        """The bytes that came after the request headers (the first frames), then free
+        the request's 8 KiB read buffer: the engine reads the socket directly."""
+        sock = self.socket
+        try:
+            sock.settimeout(0.0)
+            data = self.rfile.read1(65536) or b""
+        except OSError:
+            data = b""  # nothing buffered (a TLS socket says so with an error)
+        finally:
+            sock.settimeout(None)
+        self.rfile.close()
+        return data
+
+    def _respond(self, status: int, message: str, headers: Iterable[Tuple[str, str]] = ()) -> None:
+        response = http_response(status, message, headers)
+        try:
+            self.socket.sendall(response)
+        except OSError:
+            pass
+        self._set_status(status, message, len(response))
+
+    def _set_status(self, code: int, phrase: str, length: int) -> None:
+        self.close_connection = True
+        self.code = code
+        self._orig_status = f"{code} {phrase}"
+        self.status = self._orig_status.encode("latin-1")
+        self.response_length = length
+
+
+class ClusterWSServer(pywsgi.WSGIServer):
+    """gevent's WSGIServer serving ``application`` and the WebSockets of ``wss`` on one port.
+
+    Args:
+        listener: an address or a listening socket.
+        application: the WSGI app for non-upgrade requests (a Flask app), or None.
+        wss: the WebSocket server of this worker.
+        ws_options: the WebSocket options.
+        log: where to log.
+        ssl_context: serve TLS (https:// and wss://) with this context.
+        access_log: write an access log line per request to ``log``.
+    """
+
+    handler_class = ClusterWSHandler
+
+    def __init__(self, listener: Any, application: Optional[Callable[..., Any]], wss: WebSocketServer,
+                 ws_options: WebSocketOptions, log: Log, ssl_context: Any = None, access_log: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(listener, application, log=None, error_log=_ErrorLog(log), **kwargs)
+        self.application = application
+        self.wss = wss
+        self.ws_options = ws_options
+        self.engine = load_engine(ws_options.engine)
+        self.flask = is_flask_app(application)
+        self.access_log = access_log
+        self.log = _AccessLog(log) if access_log else self.log
+        self._log = log
+        self._ssl_context = ssl_context
+        if ssl_context is not None:
+            self.environ["wsgi.url_scheme"] = "https"
+
+    def handle(self, sock: Any, address: Any) -> None:
+        if self._ssl_context is None:
+            super().handle(sock, address)
+            return
+        # TLS is wrapped here rather than by StreamServer so that the TLS handshake
+        # has a deadline too, and so that any ssl.SSLContext (made before or after
+        # gevent's monkey-patching) gives a cooperative gevent SSLSocket.
+        try:
+            tls = SSLSocket(sock=sock, server_side=True, do_handshake_on_connect=False, _context=self._ssl_context)
+            with gevent.Timeout(self.ws_options.handshake_timeout, HandshakeTimeout):
+                tls.do_handshake()
+        except OSError as exc:
+            self._log.debug("TLS handshake with %s failed: %s", address, exc)
+            sock.close()
+            return
+        try:
+            super().handle(tls, address)
+        finally:
+            tls.close()
+
+
+class _ErrorLog:
+    """pywsgi's error log (a file-like object) into our logger."""
+
+    def __init__(self, log: Log) -> None:
+        self._log = log
+
+    def write(self, text: str) -> None:
+        text = text.rstrip()
+        if text:
+            self._log.error("%s", text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+
+class _AccessLog:
+    def __init__(self, log: Log) -> None:
+        self._log = log
+
+    def write(self, text: str) -> None:
+        self._log.info("%s", text.rstrip())
