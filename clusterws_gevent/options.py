@@ -3,7 +3,7 @@
 Each option is a dataclass field whose metadata holds its seed (camelCase)
 name, its command-line flag, its validator and its description. The
 constructor's validation (:meth:`OptionGroup.coerce`), the command line
-(``cli.py``) and ``docs/options.md`` (``python -m clusterws_gevent.options``)
+(``cli.py``) and ``docs/options.md`` (``python scripts/gen_options_doc.py``)
 all read these declarations.
 
 The nesting is the seed's: ``websocket_options``, ``logger_options``,
@@ -221,7 +221,7 @@ def _redis(name: str, value: Any) -> Union[None, str, Dict[str, Any]]:
     raise OptionTypeError(name, f"must be a redis URL or redis-py connection kwargs, got {value!r}")
 
 
-def _path(name: str, value: Any) -> Optional[str]:
+def _existing_file(name: str, value: Any) -> Optional[str]:
     value = _optional_str(name, value)
     if value is not None and not os.path.isfile(value):
         raise OptionError(name, f"no such file: {value!r}")
@@ -238,7 +238,7 @@ def _pem_or_path(name: str, value: Any) -> Optional[str]:
         raise OptionTypeError(name, f"must be PEM text or a file path, got {type(value).__name__}")
     if "-----BEGIN" in value:
         return value
-    return _path(name, value)
+    return _existing_file(name, value)
 
 
 # ---- groups ----------------------------------------------------------------------------------
@@ -346,11 +346,11 @@ class TLSOptions(OptionGroup):
 
     _path: ClassVar[str] = "tls_options."
 
-    certfile: Optional[str] = option(None, validator=_path, help="PEM certificate chain file.")
-    keyfile: Optional[str] = option(None, validator=_path, help="PEM private key file (default: in certfile).")
+    certfile: Optional[str] = option(None, validator=_existing_file, help="PEM certificate chain file.")
+    keyfile: Optional[str] = option(None, validator=_existing_file, help="PEM private key file (default: in certfile).")
     password: Optional[str] = option(None, validator=_optional_str, cli="--tls-password",
                                      help="Password of the private key.")
-    ca_certs: Optional[str] = option(None, validator=_path, help="CA file to verify client certificates with.")
+    ca_certs: Optional[str] = option(None, validator=_existing_file, help="CA file to verify client certificates with.")
     cert: Optional[str] = option(None, validator=_pem_or_path, cli=None, help=(
         "The seed's 'cert': the certificate as PEM text (or a path)."))
     key: Optional[str] = option(None, validator=_pem_or_path, cli=None, help=(
@@ -536,7 +536,7 @@ def markdown_table() -> str:
     lines = [
         "# Options",
         "",
-        "Generated from `clusterws_gevent/options.py` by `python -m clusterws_gevent.options`;",
+        "Generated from `clusterws_gevent/options.py` by `python scripts/gen_options_doc.py`;",
         "`tests/unit/test_options.py` fails when this file is out of date.",
         "",
         "Nested dict keys may be snake_case or the seed's camelCase.",
@@ -567,7 +567,3 @@ def flag_of(name: str, f: "dataclasses.Field[Any]", cli_prefix: str = "") -> Opt
         return None
     flag = cli or "--" + name.rsplit(".", 1)[-1].replace("_", "-")
     return "--" + cli_prefix + flag[2:]
-
-
-if __name__ == "__main__":  # pragma: no cover - a maintenance command
-    sys.stdout.write(markdown_table())

@@ -93,7 +93,13 @@ class ClientFrameReader:
             first, second = data[pos], data[pos + 1]
             opcode = first & 0x0F
             length = second & 0x7F
-            header = 6  # 2 + 4 bytes of mask
+            if first & 0x70 or not second & 0x80 or (opcode > 2 and opcode not in (8, 9, 10)) or (
+                    opcode >= 8 and (length > 125 or not first & 0x80)):
+                # Reserved bits or opcode, no mask, a bad control frame: the core fails it.
+                self.passthrough = True
+                events.append((CORE, data[pos:], False))
+                return events
+            header = 6  # 2 + 4 bytes of mask (checked above)
             if length == 126:
                 header = 8
                 if size - pos >= 4:
@@ -105,12 +111,6 @@ class ClientFrameReader:
             if size - pos < header:
                 self._rest = data[pos:]
                 break
-            if first & 0x70 or not second & 0x80 or (opcode > 2 and opcode not in (8, 9, 10)) or (
-                    opcode >= 8 and (length > 125 or not first & 0x80)):
-                # Reserved bits or opcode, no mask, a bad control frame: the core fails it.
-                self.passthrough = True
-                events.append((CORE, data[pos:], False))
-                return events
             if opcode >= 8:
                 end = pos + header + length
                 if end > size:

@@ -37,17 +37,20 @@ class _CloseReceived(Exception):
 
 
 class _Stream:
-    __slots__ = ("read",)
+    """The stream gevent-websocket reads from; its writes go through our outbox."""
 
-    def __init__(self, read: Any) -> None:
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: Any, write: Any) -> None:
         self.read = read
+        self.write = write
 
 
 class _Reader(WebSocket):  # type: ignore[misc]
     """gevent-websocket's WebSocket, reading only; writes go through our Connection."""
 
     def __init__(self, connection: "GeventWebSocketConnection", read: Any, max_size: int) -> None:
-        super().__init__({}, _Stream(read), None)
+        super().__init__({}, _Stream(read, connection.outbox.write), None)
         self.connection = connection
         self.sink: Optional[ConnectionSink] = None
         self.max_size = max_size

@@ -52,9 +52,11 @@ class Outbox:
         self._sock = sock
         # gevent keeps the non-blocking C-level socket of a plain TCP socket in _sock
         # (checked against _socket.socket: socket.socket may be gevent's own class
-        # after monkey-patching). An SSLSocket has none: it is written through its methods.
+        # after monkey-patching). A TLS socket has one too, but writing to it would
+        # bypass TLS: it is written through its own methods (it has an _sslobj).
         raw = getattr(sock, "_sock", None)
-        self._raw: Optional[Any] = raw if isinstance(raw, _socket.socket) else None
+        plain = isinstance(raw, _socket.socket) and not hasattr(sock, "_sslobj")
+        self._raw: Optional[Any] = raw if plain else None
         self._queue: Deque[Buffer] = deque()
         self._queued = 0
         self._limit = limit

@@ -116,10 +116,11 @@ class ClusterWSHandler(pywsgi.WSGIHandler):
         socket_id = new_socket_id()
         engine = server.engine
         if getattr(engine, "needs_rfile", False):
-            connection = engine(socket_id, self.socket, server.ws_options, server.log, rfile=self.rfile)
+            connection = engine(socket_id, self.socket, server.ws_options, server.clusterws_log, rfile=self.rfile)
         else:
-            connection = engine(socket_id, self.socket, server.ws_options, server.log, self._take_buffered())
+            connection = engine(socket_id, self.socket, server.ws_options, server.clusterws_log, self._take_buffered())
         environ = self.environ
+        server.clusterws_log.debug("socket %s: connected from %s", socket_id, self.client_address[0])
         # Free what the handler holds for the socket's lifetime (memory per idle connection).
         self.__dict__.pop("headers", None)
         server.wss.serve(Socket(socket_id, connection, server.wss), environ, connection.run)
@@ -180,7 +181,8 @@ class ClusterWSServer(pywsgi.WSGIServer):
         self.flask = is_flask_app(application)
         self.access_log = access_log
         self.log = _AccessLog(log) if access_log else self.log
-        self._log = log
+        #: Our logger (``log`` is pywsgi's access log).
+        self.clusterws_log = log
         self._ssl_context = ssl_context
         if ssl_context is not None:
             self.environ["wsgi.url_scheme"] = "https"
@@ -197,7 +199,7 @@ class ClusterWSServer(pywsgi.WSGIServer):
             with gevent.Timeout(self.ws_options.handshake_timeout, HandshakeTimeout):
                 tls.do_handshake()
         except OSError as exc:
-            self._log.debug("TLS handshake with %s failed: %s", address, exc)
+            self.clusterws_log.debug("TLS handshake with %s failed: %s", address, exc)
             sock.close()
             return
         try:

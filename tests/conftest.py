@@ -1,0 +1,69 @@
+"""Fixtures: servers in subprocesses on free loopback ports, stopped by the test."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+from clusterws_gevent.testing import ServerProcess, free_port, wait_until
+
+TESTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS_DIR))  # tests import wsclient and apps
+
+
+class Server(ServerProcess):
+    """A test server: its port, and the EVENT lines its app reported."""
+
+    port: int
+
+    def events(self, kind: Optional[str] = None, **match: Any) -> List[Dict[str, Any]]:
+        found = []
+        for line in self.log().splitlines():
+            if line.startswith("EVENT "):
+                event = json.loads(line[6:])
+                if (kind is None or event["kind"] == kind) and all(event.get(k) == v for k, v in match.items()):
+                    found.append(event)
+        return found
+
+    def wait_event(self, kind: str, timeout: float = 5.0, count: int = 1, **match: Any) -> List[Dict[str, Any]]:
+        """Wait until the app reported ``count`` events of ``kind`` matching ``match``; return them."""
+        return wait_until(lambda: self.events(kind, **match) if len(self.events(kind, **match)) >= count else None,
+                          timeout, message=f"{count} {kind} event(s) {match}")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``serve(worker="apps.basic:worker", *flags, env=None, mode="single")`` starts a server and
+    returns it; every server is stopped when the test ends."""
+    started: List[Server] = []
+
+    def start(worker: str = "apps.basic:worker", *flags: str, env: Optional[dict] = None, mode: str = "single",
+              port: Optional[int] = None, ready_text: str = ">>> Worker", ready_count: int = 1,
+              command: Optional[List[str]] = None) -> Server:
+        port = port or free_port()
+        args = [worker, "--mode", mode, "--host", "127.0.0.1", "--port", str(port), *flags]
+        server = Server(args if command is None else [], str(tmp_path / f"server-{len(started)}.log"),
+                        cwd=str(TESTS_DIR), port=port, env=env, ready_text=ready_text, ready_count=ready_count,
+                        command=command)
+        server.port = port
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(params=["builtin", "gevent-websocket"])
+def engine(request: Any) -> str:
+    """Each engine in turn: the socket API is the same on both."""
+    return str(request.param)
+
+
+def pytest_configure(config: Any) -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "error::DeprecationWarning")

@@ -1,0 +1,97 @@
+"""ClusterWS messages, frames and the handshake, as pure functions."""
+import pytest
+
+from clusterws_gevent.exceptions import HandshakeError, IncorrectMessage
+from clusterws_gevent.protocol.frames import OP_TEXT, encode_close, encode_frame, frame_header
+from clusterws_gevent.protocol.handshake import accept_key, check_upgrade, http_response, switching_protocols
+from clusterws_gevent.protocol.messages import (
+    decode_message, encode_channel_entry, encode_config, encode_emit, encode_json, encode_publish_frame,
+    encode_subscribe_reply,
+)
+
+
+def test_messages_are_compact_json_like_javascript():
+    assert encode_emit("hello", {"a": [1, 2.5, None, True]}) == b'["e","hello",{"a":[1,2.5,null,true]}]'
+    assert encode_config(True, 20000) == b'["s","c",{"autoPing":true,"pingInterval":20000}]'
+    assert encode_subscribe_reply({"chat": True, "news": False}) == b'["s","s",{"chat":true,"news":false}]'
+    assert encode_json("é") == '"é"'.encode()  # raw UTF-8, not \\u escapes
+
+
+def test_publish_batch_is_built_from_encoded_parts():
+    entries = [encode_channel_entry("chat", [b'"a"', b"1"]), encode_channel_entry("news", [b"{}"])]
+    assert encode_publish_frame(entries) == b'["p",null,{"chat":["a",1],"news":[{}]}]'
+
+
+def test_lone_surrogates_fall_back_to_escapes_and_nan_is_refused():
+    assert encode_json("\ud800") == b'"\\ud800"'
+    with pytest.raises(ValueError):
+        encode_json(float("nan"))
+    with pytest.raises(TypeError):
+        encode_json(object())
+
+
+@pytest.mark.parametrize("message", ['["e","x",1]', b'["e","x",1]', ["e", "x", 1]])
+def test_decode_accepts_text_bytes_and_lists(message):
+    assert decode_message(message) == ("e", "x", 1)
+
+
+@pytest.mark.parametrize("message, detail", [
+    ("hello", "does not start with '['"),
+    ("[1,2", "invalid JSON"),
+    ('["e","x",1] tail', "extra data"),
+    ('["e","x"]', "not an array of three items"),
+    ("[1,2,3]", "message type is not a string"),
+    (b"\xff[", "not UTF-8"),
+])
+def test_incorrect_messages_have_the_original_wording(message, detail):
+    with pytest.raises(IncorrectMessage) as info:
+        decode_message(message)
+    assert str(info.value) == "processMessage received incorrect message"
+    assert detail in info.value.detail
+
+
+def test_frames():
+    assert frame_header(OP_TEXT, 5) == b"\x81\x05"
+    assert frame_header(OP_TEXT, 126) == b"\x81\x7e\x00\x7e"
+    assert frame_header(OP_TEXT, 70000)[:2] == b"\x81\x7f"
+    assert encode_frame(OP_TEXT, b"hi") == b"\x81\x02hi"
+    assert encode_close(4000, "bye") == b"\x88\x05\x0f\xa0bye"
+    for code in (999, 1004, 1005, 1006, 1015, 2999, 5000):
+        with pytest.raises(ValueError):
+            encode_close(code)
+    with pytest.raises(ValueError):
+        encode_close(1000, "x" * 124)
+
+
+def _environ(**overrides):
+    environ = {"REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_CONNECTION": "keep-alive, Upgrade",
+               "HTTP_UPGRADE": "websocket", "HTTP_SEC_WEBSOCKET_VERSION": "13",
+               "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ=="}
+    environ.update(overrides)
+    return {k: v for k, v in environ.items() if v is not None}
+
+
+def test_handshake_accepts_a_valid_request_with_the_rfc_example_key():
+    key = check_upgrade(_environ())
+    assert accept_key(key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 §1.3
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in switching_protocols(key)
+
+
+@pytest.mark.parametrize("overrides, status", [
+    ({"REQUEST_METHOD": "POST"}, 405),
+    ({"SERVER_PROTOCOL": "HTTP/1.0"}, 400),
+    ({"HTTP_CONNECTION": "keep-alive"}, 400),
+    ({"HTTP_SEC_WEBSOCKET_VERSION": "8"}, 426),
+    ({"HTTP_SEC_WEBSOCKET_KEY": None}, 400),
+    ({"HTTP_SEC_WEBSOCKET_KEY": "c2hvcnQ="}, 400),
+])
+def test_handshake_refusals_carry_the_http_status(overrides, status):
+    with pytest.raises(HandshakeError) as info:
+        check_upgrade(_environ(**overrides))
+    assert info.value.status == status
+
+
+def test_http_response_is_complete():
+    response = http_response(404, "nope")
+    assert response.startswith(b"HTTP/1.1 404 Not Found\r\n") and response.endswith(b"\r\n\r\nnope\n")
+    assert b"Content-Length: 5\r\n" in response
