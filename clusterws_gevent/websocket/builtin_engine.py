@@ -69,24 +69,31 @@ class BuiltinConnection(Connection):
 
     def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"") -> None:
         super().__init__(id, sock, options, log, initial)
-        # The core sees only control frames (at most 125 bytes each).
-        self._proto = ServerProtocol(state=OPEN, max_size=None, logger=_QuietLog(log))
+        # The core sees only control frames; it is made when the first one comes, or
+        # at the close: an idle socket (app-level pings are data frames) never needs it.
+        self._proto: Optional[ServerProtocol] = None
         self._reader = ClientFrameReader(options.max_message_size)
         self._parts: Optional[List[Any]] = None  # the message being assembled
         self._decoder: Any = None
         self._binary = False
         self._reported = False  # the core's failure was reported
 
+    def _core(self) -> ServerProtocol:
+        """The websockets core, made on first use."""
+        if self._proto is None:
+            self._proto = ServerProtocol(state=OPEN, max_size=None, logger=_QuietLog(self.log))
+        return self._proto
+
     def _engine_state(self) -> int:
-        return int(self._proto.state)
+        return int(self._proto.state) if self._proto is not None else int(OPEN)
 
     def _send_close_frame(self, code: int, reason: str) -> None:
-        if self._proto.state is OPEN:  # else a close is already under way
-            self._proto.send_close(code, reason)
+        proto = self._core()
+        if proto.state is OPEN:  # else a close is already under way
+            proto.send_close(code, reason)
         self._flush_core()
 
     def run(self, sink: ConnectionSink) -> None:
-        proto = self._proto
         feed = self._reader.feed
         recv = self.sock.recv
         data = self._initial
@@ -124,20 +131,22 @@ class BuiltinConnection(Connection):
                         break
                     if self._aborted:
                         break
-                if proto.state is CLOSED:
+                if self._proto is not None and self._proto.state is CLOSED:
                     break
                 data = recv(self.recv_size)
-            if not data:
-                proto.receive_eof()
+            if not data and self._proto is not None:  # without a core, no close handshake began
+                self._proto.receive_eof()
                 self._flush_core()
         except OSError as exc:
             self._abort_reason = self._abort_reason or f"connection lost: {exc.strerror or exc}"
         finally:
-            close_rcvd, close_sent = proto.close_rcvd, proto.close_sent
+            proto = self._proto
+            close_rcvd = proto.close_rcvd if proto is not None else None
+            close_sent = proto.close_sent if proto is not None else None
             code, reason = self.final_close(
                 (close_rcvd.code, close_rcvd.reason) if close_rcvd is not None else None,
                 (close_sent.code, close_sent.reason) if close_sent is not None else None,
-                bool(proto.close_rcvd_then_sent))
+                bool(proto is not None and proto.close_rcvd_then_sent))
             self.finish(sink, code, reason)
 
     # -- messages ---------------------------------------------------------------------------------
@@ -176,7 +185,7 @@ class BuiltinConnection(Connection):
 
     def _to_core(self, data: bytes, sink: ConnectionSink) -> None:
         """Give the core a control frame (or, in passthrough, whatever comes) and act on it."""
-        proto = self._proto
+        proto = self._core()
         proto.receive_data(data)
         for frame in proto.events_received():
             if frame.opcode is _PONG:
@@ -194,6 +203,8 @@ class BuiltinConnection(Connection):
     def _flush_core(self) -> None:
         """Write what the core produced (pongs, close frames, end of stream)."""
         proto = self._proto
+        if proto is None:
+            return
         for data in proto.data_to_send():
             if data:
                 self.outbox.write(data)
@@ -209,7 +220,7 @@ class BuiltinConnection(Connection):
         self._reported = True
         self._reader.passthrough = True
         self._parts = self._decoder = None
-        self._proto.fail(error.close_code, str(error)[:123])
+        self._core().fail(error.close_code, str(error)[:123])
         self._flush_core()
         sink.on_protocol_error(error)
 

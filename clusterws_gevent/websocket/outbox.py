@@ -57,7 +57,7 @@ class Outbox:
         raw = getattr(sock, "_sock", None)
         plain = isinstance(raw, _socket.socket) and not hasattr(sock, "_sslobj")
         self._raw: Optional[Any] = raw if plain else None
-        self._queue: Deque[Buffer] = deque()
+        self._queue: Optional[Deque[Buffer]] = None  # made when the kernel first refuses bytes
         self._queued = 0
         self._limit = limit
         self._on_overflow = on_overflow
@@ -81,11 +81,12 @@ class Outbox:
         """
         if self.closed or self._eof:
             return False
-        if self._queue:
+        queue = self._queue
+        if queue:
             if self._queued + len(data) > self._limit:
                 self._on_overflow(self._queued, len(data))
                 return False
-            self._queue.append(data)
+            queue.append(data)
             self._queued += len(data)
             return True
         raw = self._raw
@@ -102,7 +103,9 @@ class Outbox:
             rest: Buffer = memoryview(data)[sent:] if sent else data
         else:
             rest = data
-        self._queue.append(rest)
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(rest)
         self._queued += len(rest)
         self._start_draining()
         return True
@@ -118,7 +121,7 @@ class Outbox:
     def discard(self) -> None:
         """Drop whatever waits and accept no more writes (the connection is going away)."""
         self.closed = True
-        self._queue.clear()
+        self._queue = None
         self._queued = 0
         if self._watcher is not None:
             self._watcher.stop()
@@ -142,7 +145,8 @@ class Outbox:
         """Event-loop callback: write what the kernel takes now, without blocking."""
         queue = self._queue
         raw = self._raw
-        assert raw is not None
+        if queue is None or raw is None:  # discarded meanwhile
+            return
         while queue:
             buffers: List[Buffer] = [queue[i] for i in range(min(len(queue), _MAX_IOV))]
             try:
@@ -169,10 +173,10 @@ class Outbox:
     def _drain_tls(self) -> None:
         queue = self._queue
         try:
-            while queue:
+            while queue and queue is self._queue:  # not discarded meanwhile
                 head = queue[0]
                 self._sock.sendall(head)
-                if queue and queue[0] is head:  # not discarded meanwhile
+                if queue is self._queue:
                     queue.popleft()
                     self._queued -= len(head)
             if self._eof and not self.closed:

@@ -219,7 +219,7 @@ class WebSocketServer:
         reason = decision.args[1] if len(decision.args) > 1 and isinstance(decision.args[1], str) else ""
         return (False, code, reason)
 
-    def serve(self, socket: Socket, environ: Mapping[str, Any], run: Callable[[Socket], None]) -> None:
+    def serve(self, socket: Socket, environ: Mapping[str, Any], run: Callable[[], None]) -> None:
         """Serve an accepted socket until it closes: config message, ``connection``
         listeners, then ``run`` (the engine's read loop) in this greenlet."""
         self._sockets.add(socket)
@@ -230,7 +230,8 @@ class WebSocketServer:
                 listener(socket, environ)
             except Exception:
                 self.log.exception("socket %s: connection listener failed", socket.id)
-        run(socket)
+        del environ  # held by this frame for the socket's lifetime otherwise
+        run()
 
     def forget(self, socket: Socket) -> None:
         """A socket closed: drop it and its subscriptions (telling onUnsubscribe)."""

@@ -208,6 +208,10 @@ class Socket(ConnectionSink):
         channels, self._channels = self._channels, None
         return list(channels or ())
 
+    def run(self) -> None:
+        """Serve the connection until it closes (the engine's read loop, in this greenlet)."""
+        self._conn.run(self)
+
     def is_open(self) -> bool:
         """Whether messages can still be sent."""
         return self._conn.open
