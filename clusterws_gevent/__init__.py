@@ -17,6 +17,8 @@ can monkey-patch the standard library after importing it.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .cluster import ClusterWS
 from .enums import LogLevel, Middleware, Mode, ReadyState, Scaler
 from .exceptions import (
@@ -31,8 +33,11 @@ from .exceptions import (
     ProtocolError,
 )
 from .options import LoggerOptions, ScaleOptions, TLSOptions, WebSocketOptions
-from .websocket.server import WebSocketServer
-from .websocket.socket import Socket
+
+if TYPE_CHECKING:
+    from .process.worker import Worker
+    from .websocket.server import WebSocketServer
+    from .websocket.socket import Socket
 
 __version__ = "0.1.0"
 
@@ -62,10 +67,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # Worker imports gevent.ssl, hence ssl: loaded on first use, after any monkey-patching.
-    if name == "Worker":
-        from .process.worker import Worker
+_LAZY = {
+    "Worker": "clusterws_gevent.process.worker",
+    "Socket": "clusterws_gevent.websocket.socket",
+    "WebSocketServer": "clusterws_gevent.websocket.server",
+}
 
-        return Worker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    # These import gevent (and Worker imports ssl): loaded on first use, so that the
+    # sans-I/O modules stay free of gevent and monkey-patching can come after this import.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

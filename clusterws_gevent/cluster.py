@@ -67,4 +67,5 @@ class ClusterWS:
             return run_single(self.options, log)
         from .process.master import run_master
 
-        return run_master(self.options, log)
+        status: int = run_master(self.options, log)
+        return status

@@ -29,14 +29,16 @@ def socket_context(app: Any, environ: Mapping[str, Any]) -> ContextManager[Any]:
     """The Flask request context of ``environ`` for a Flask ``app``; else a no-op."""
     if not is_flask_app(app):
         return contextlib.nullcontext()
-    return app.request_context(dict(environ))
+    context: ContextManager[Any] = app.request_context(environ)
+    return context
 
 
 def app_context(app: Any) -> ContextManager[Any]:
     """The Flask app context of ``app`` (for middleware run outside any socket); else a no-op."""
     if not is_flask_app(app):
         return contextlib.nullcontext()
-    return app.app_context()
+    context: ContextManager[Any] = app.app_context()
+    return context
 
 
 def current_request_and_session() -> Tuple[Optional[Any], Optional[Any]]:
@@ -45,4 +47,5 @@ def current_request_and_session() -> Tuple[Optional[Any], Optional[Any]]:
 
     if not has_request_context():
         return None, None
-    return request._get_current_object(), session._get_current_object()
+    # the objects behind the proxies: they stay valid in the greenlets the middleware uses
+    return request._get_current_object(), session._get_current_object()  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from .enums import LogLevel
 
@@ -35,7 +35,7 @@ class Log:
         #: Cached, so that hot paths skip building debug messages (websockets' ``self.debug``).
         self.debug_enabled = target.isEnabledFor(logging.DEBUG) if self._std else True
 
-    def _emit(self, method: str, msg: str, args: tuple, exc_info: bool = False) -> None:
+    def _emit(self, method: str, msg: str, args: Tuple[Any, ...], exc_info: bool = False) -> None:
         if self._std:
             getattr(self.target, method)(msg, *args, exc_info=exc_info)
             return
@@ -44,7 +44,8 @@ class Log:
             text += "\n" + traceback.format_exc().rstrip()
         fn = getattr(self.target, method, None)
         if fn is None and method == "warning":
-            fn = getattr(self.target, "warn")
+            fn = self.target.warn
+        assert fn is not None  # checked by the logger_options validator
         fn(text)
 
     def debug(self, msg: str, *args: Any) -> None:
@@ -90,5 +91,5 @@ def _has_handler(logger: Optional[logging.Logger]) -> bool:
             return True
         if not logger.propagate:
             return False
-        logger = logger.parent  # type: ignore[assignment]
+        logger = logger.parent
     return False

@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, Iterator, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from .enums import LogLevel, Mode, Scaler
 from .exceptions import OptionError, OptionTypeError
@@ -54,7 +54,7 @@ def camel_case(name: str) -> str:
 def option(default: Any = dataclasses.MISSING, *, validator: Optional[Validator] = None, help: str,
            cli: Optional[str] = "", camel: Optional[str] = None, metavar: Optional[str] = None,
            default_factory: Any = dataclasses.MISSING, show_default: Optional[str] = None,
-           inner: Optional[Type["OptionGroup"]] = None, cli_prefix: str = "") -> Any:
+           inner: Optional[Type[OptionGroup]] = None, cli_prefix: str = "") -> Any:
     """Declare one option: a dataclass field with its metadata.
 
     Args:
@@ -73,7 +73,7 @@ def option(default: Any = dataclasses.MISSING, *, validator: Optional[Validator]
     return field(default=default, metadata=metadata)
 
 
-def group(cls: Type["OptionGroup"], *, help: str, camel: Optional[str] = None) -> Any:
+def group(cls: Type[OptionGroup], *, help: str, camel: Optional[str] = None) -> Any:
     """Declare a nested group of options."""
     return field(default=None, metadata={"group": cls, "help": help, "camel": camel, "cli": None, "cli_prefix": ""})
 
@@ -114,16 +114,18 @@ def _bool(name: str, value: Any) -> bool:
 
 
 def _optional_str(name: str, value: Any) -> Optional[str]:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise OptionTypeError(name, f"must be a string, got {value!r}")
     return value
 
 
 def _ws_path(name: str, value: Any) -> Optional[str]:
-    value = _optional_str(name, value)
-    if value is not None and not value.startswith("/"):
-        raise OptionError(name, f"must start with '/', got {value!r}")
-    return value
+    path = _optional_str(name, value)
+    if path is not None and not path.startswith("/"):
+        raise OptionError(name, f"must start with '/', got {path!r}")
+    return path
 
 
 def _callable(name: str, value: Any) -> Any:
@@ -222,10 +224,10 @@ def _redis(name: str, value: Any) -> Union[None, str, Dict[str, Any]]:
 
 
 def _existing_file(name: str, value: Any) -> Optional[str]:
-    value = _optional_str(name, value)
-    if value is not None and not os.path.isfile(value):
-        raise OptionError(name, f"no such file: {value!r}")
-    return value
+    path = _optional_str(name, value)
+    if path is not None and not os.path.isfile(path):
+        raise OptionError(name, f"no such file: {path!r}")
+    return path
 
 
 def _pem_or_path(name: str, value: Any) -> Optional[str]:
@@ -237,7 +239,7 @@ def _pem_or_path(name: str, value: Any) -> Optional[str]:
     if not isinstance(value, str):
         raise OptionTypeError(name, f"must be PEM text or a file path, got {type(value).__name__}")
     if "-----BEGIN" in value:
-        return value
+        return str(value)
     return _existing_file(name, value)
 
 
@@ -371,6 +373,7 @@ class TLSOptions(OptionGroup):
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as tmp:
             certfile = self.certfile or _as_file(tmp, "cert.pem", self.cert)
+            assert certfile is not None  # _check requires certfile or cert
             keyfile = self.keyfile or _as_file(tmp, "key.pem", self.key)
             try:
                 context.load_cert_chain(certfile, keyfile, self.password)
@@ -481,7 +484,7 @@ class ScaleOptions(OptionGroup):
     workers: int = option(1, validator=_positive_int, help="Number of worker processes.")
     restart_on_fail: bool = option(False, validator=_bool, help="Restart a worker or broker that dies.")
     redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL",
-                                                     help="Redis for Scaler.Redis: a URL or redis-py connection kwargs.")
+                                                     help="Redis of Scaler.Redis: a URL or redis-py connection kwargs.")
     default: DefaultScalerOptions = group(DefaultScalerOptions, help="Options of the built-in brokers.")
 
     def _check(self) -> None:
@@ -515,7 +518,7 @@ class Options(OptionGroup):
 
 
 def iter_settings(cls: Type[OptionGroup] = Options, prefix: str = "", cli_prefix: str = ""
-                  ) -> Iterator[Tuple[str, "dataclasses.Field[Any]", str]]:
+                  ) -> Iterator[Tuple[str, dataclasses.Field[Any], str]]:
     """Every option as ``(dotted name, field, flag prefix)``, nested groups flattened, in declaration order.
 
     A field read as an inner group (``tls_options``, ``master_options``) comes
@@ -554,13 +557,13 @@ def markdown_table() -> str:
             default = (f"{type(f.default).__name__}.{f.default.name}" if hasattr(f.default, "name")
                        else repr(f.default))
         else:
-            default = repr(f.default_factory())  # type: ignore[misc]
+            default = repr(f.default_factory())  # type: ignore[operator]
         lines.append(f"| `{name}` | `{camel}` | {'`' + cli + '`' if cli else ''} | {default} "
                      f"| {f.metadata['help']} |")
     return "\n".join(lines) + "\n"
 
 
-def flag_of(name: str, f: "dataclasses.Field[Any]", cli_prefix: str = "") -> Optional[str]:
+def flag_of(name: str, f: dataclasses.Field[Any], cli_prefix: str = "") -> Optional[str]:
     """The command-line flag of the option ``name``, or None."""
     cli = f.metadata.get("cli")
     if cli is None:

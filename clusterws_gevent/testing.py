@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 __all__ = ["TIMEOUT_FACTOR", "wait_until", "free_port", "ServerProcess"]
 
@@ -68,7 +68,7 @@ class ServerProcess:
     """
 
     def __init__(self, args: Sequence[str], log_path: str, cwd: Optional[str] = None, ready_text: str = ">>> Worker",
-                 port: Optional[int] = None, env: Optional[dict] = None, ready_count: int = 1,
+                 port: Optional[int] = None, env: Optional[Dict[str, str]] = None, ready_count: int = 1,
                  command: Optional[List[str]] = None) -> None:
         self.args = list(args)
         self.log_path = log_path
@@ -78,9 +78,9 @@ class ServerProcess:
         self.port = port
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.command = command or [sys.executable, "-m", "clusterws_gevent"]
-        self.process: Optional[subprocess.Popen] = None
+        self.process: Optional[subprocess.Popen[bytes]] = None
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         self.start()
         return self
 
@@ -89,7 +89,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the process and wait until it is ready."""
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - open for the process's life, closed in stop()
         self.process = subprocess.Popen(self.command + self.args, stdout=self._log, stderr=subprocess.STDOUT,
                                         cwd=self.cwd, env=self.env, start_new_session=True)
         try:

@@ -171,7 +171,7 @@ class WSClient:
         except OSError:
             pass
 
-    def __enter__(self) -> "WSClient":
+    def __enter__(self) -> WSClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

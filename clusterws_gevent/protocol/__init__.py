@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .frames import encode_close, encode_frame
 from .handshake import accept_key, check_upgrade, http_response, switching_protocols
-from .reader import ClientFrameReader
 from .messages import (
     PING,
     PONG,
@@ -14,6 +13,7 @@ from .messages import (
     encode_json,
     encode_subscribe_reply,
 )
+from .reader import ClientFrameReader
 
 __all__ = [
     "ClientFrameReader",

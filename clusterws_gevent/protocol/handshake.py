@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 from http import HTTPStatus
-from typing import Iterable, Mapping, Tuple
+from typing import Iterable, Mapping, Set, Tuple
 
 from ..exceptions import HandshakeError
 
@@ -25,7 +25,7 @@ def is_upgrade_request(environ: Mapping[str, object]) -> bool:
     return isinstance(upgrade, str) and upgrade.lower() == "websocket"
 
 
-def _header_tokens(value: object) -> set:
+def _header_tokens(value: object) -> Set[str]:
     if not isinstance(value, str):
         return set()
     return {token.strip().lower() for token in value.split(",")}

@@ -24,13 +24,12 @@ def apply_mask_python(data: BytesLike, mask: bytes) -> bytes:
     return (data_int ^ mask_int).to_bytes(size, sys.byteorder)
 
 
-try:
-    from websockets.speedups import apply_mask as _c_apply_mask
-except ImportError:  # pragma: no cover - websockets ships the C extension on our platforms
-    _c_apply_mask = None
-
 #: ``apply_mask(data, mask) -> bytes``: the C version when available.
-apply_mask: Callable[[BytesLike, bytes], bytes] = _c_apply_mask or apply_mask_python
+apply_mask: Callable[[BytesLike, bytes], bytes]
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets ships the C extension on our platforms
+    apply_mask = apply_mask_python
 
 
 def rotate_mask(mask: bytes, offset: int) -> bytes:

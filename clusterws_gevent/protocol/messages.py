@@ -47,7 +47,7 @@ def _json_encoder(ensure_ascii: bool) -> Callable[[Any], str]:
 _encode_utf8 = _json_encoder(ensure_ascii=False)  # raw UTF-8, shorter than \u escapes
 _encode_ascii = _json_encoder(ensure_ascii=True)
 _decoder = json.JSONDecoder()
-_scan = json.scanner.make_scanner(_decoder)  # the C scanner: no regex passes around it
+_scan = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]  # the C scanner: no regex passes
 
 
 def _decode(text: str) -> Any:

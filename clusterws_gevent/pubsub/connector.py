@@ -20,9 +20,9 @@ __all__ = ["Connector", "LocalConnector"]
 class Connector:
     """Base of the connectors (template: the hub never knows which one it has)."""
 
-    hub: "PubSubHub"
+    hub: PubSubHub
 
-    def start(self, hub: "PubSubHub") -> None:
+    def start(self, hub: PubSubHub) -> None:
         """Begin carrying messages for ``hub``."""
         self.hub = hub
 

@@ -95,7 +95,7 @@ class PubSubHub:
 
     def unsubscribe_all(self, subscriber: Any) -> List[str]:
         """Drop every subscription of ``subscriber``; returns the channels it had."""
-        channels = subscriber.take_channels()
+        channels: List[str] = subscriber.take_channels()
         for channel in channels:
             self._leave(subscriber, channel)
         return channels
@@ -181,10 +181,10 @@ class PubSubHub:
         frames: Dict[Tuple[int, ...], bytes] = {}
         for subscriber, entries in per_subscriber.items():
             key = tuple(map(id, entries))  # the entries live until the end of this flush
-            frame = frames.get(key)
-            if frame is None:
-                frame = frames[key] = encode_frame(OP_TEXT, encode_publish_frame(entries))
-            subscriber.send_frame(frame)
+            shared = frames.get(key)
+            if shared is None:
+                shared = frames[key] = encode_frame(OP_TEXT, encode_publish_frame(entries))
+            subscriber.send_frame(shared)
 
     def _call(self, hook: Optional[Callable[[Any], None]], arg: Any, name: str) -> None:
         if hook is None:

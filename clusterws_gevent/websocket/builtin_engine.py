@@ -25,7 +25,7 @@ import logging
 from typing import Any, Callable, List, Optional
 
 from websockets.exceptions import ProtocolError as CoreProtocolError
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
@@ -81,7 +81,7 @@ class BuiltinConnection(Connection):
     def _core(self) -> ServerProtocol:
         """The websockets core, made on first use."""
         if self._proto is None:
-            self._proto = ServerProtocol(state=OPEN, max_size=None, logger=_QuietLog(self.log))
+            self._proto = ServerProtocol(state=OPEN, max_size=None, logger=_QuietLog(self.log))  # type: ignore[arg-type]
         return self._proto
 
     def _engine_state(self) -> int:
@@ -188,6 +188,7 @@ class BuiltinConnection(Connection):
         proto = self._core()
         proto.receive_data(data)
         for frame in proto.events_received():
+            assert isinstance(frame, Frame)  # a core made OPEN only reports frames
             if frame.opcode is _PONG:
                 sink.on_pong()
             elif frame.opcode is _CLOSE:

@@ -49,7 +49,7 @@ class _Stream:
 class _Reader(WebSocket):  # type: ignore[misc]
     """gevent-websocket's WebSocket, reading only; writes go through our Connection."""
 
-    def __init__(self, connection: "GeventWebSocketConnection", read: Any, max_size: int) -> None:
+    def __init__(self, connection: GeventWebSocketConnection, read: Any, max_size: int) -> None:
         super().__init__({}, _Stream(read, connection.outbox.write), None)
         self.connection = connection
         self.sink: Optional[ConnectionSink] = None

@@ -6,7 +6,7 @@ runs the keepalive, and fronts the pub/sub hub.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 import gevent
 from gevent.event import Event
@@ -37,7 +37,7 @@ class Decision:
 
     def __init__(self) -> None:
         self.value: Optional[bool] = None
-        self.args: tuple = ()
+        self.args: Tuple[Any, ...] = ()
         self._event: Optional[Event] = None
 
     def __call__(self, accept: Any = True, *args: Any) -> None:
@@ -170,7 +170,7 @@ class WebSocketServer:
             self.log.debug("socket %s: subscribe request without a list of channels; ignored", socket.id)
             return
         results: Dict[str, bool] = {}
-        waiting: List[tuple] = []
+        waiting: List[Tuple[str, Decision]] = []
         check = self._middleware.get(Middleware.onSubscribe)
         for channel in channels:
             if not isinstance(channel, str) or channel in results:
@@ -197,7 +197,7 @@ class WebSocketServer:
 
     # -- connections (called by the WSGI handler) ---------------------------------------------------
 
-    def verify(self, info: Any) -> tuple:
+    def verify(self, info: Any) -> Tuple[Any, ...]:
         """Run verifyConnection on ``info``: ``(True,)`` or ``(False, code, reason)``."""
         check = self._middleware.get(Middleware.verifyConnection)
         if check is None:

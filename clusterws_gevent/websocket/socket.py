@@ -7,7 +7,7 @@ socket, never another socket.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Union, overload
 
 from ..enums import ReadyState
 from ..exceptions import ClusterWSError, IncorrectMessage, ProtocolError
@@ -34,13 +34,13 @@ class Socket(ConnectionSink):
 
     __slots__ = ("id", "_conn", "_server", "_listeners", "_channels", "awaiting_pong", "busy", "__weakref__")
 
-    def __init__(self, id: str, connection: Connection, server: "WebSocketServer") -> None:
+    def __init__(self, id: str, connection: Connection, server: WebSocketServer) -> None:
         #: A unique id of this socket (used in logs).
         self.id = id
         self._conn = connection
         self._server = server
         self._listeners: Dict[str, List[Listener]] = {}
-        self._channels: Optional[set] = None
+        self._channels: Optional[Set[str]] = None
         #: A ping was sent and no pong came back yet (keepalive).
         self.awaiting_pong = False
         #: A listener of this socket is running (keepalive spares a busy socket).
@@ -117,13 +117,13 @@ class Socket(ConnectionSink):
         """Drop the connection at once, without a close handshake."""
         self._conn.terminate()
 
-    def process_message(self, message: Union[str, bytes, list]) -> None:
+    def process_message(self, message: Union[str, bytes, List[Any]]) -> None:
         """Run the ClusterWS protocol on ``message`` (str, bytes or an already decoded list).
 
         The server calls it for every frame, unless a ``message`` listener
         intercepts frames: then that listener calls it for the frames it lets through.
         """
-        if message == PONG or message == _PONG_TEXT:
+        if message in (PONG, _PONG_TEXT):
             self.on_pong()
             return
         try:
@@ -140,9 +140,8 @@ class Socket(ConnectionSink):
         elif kind == "s":
             if param == "s":
                 self._server.handle_subscribe_request(self, data)
-            elif param == "u":
-                if isinstance(data, str) and self._channels is not None and data in self._channels:
-                    self._server.unsubscribe(self, data)
+            elif param == "u" and isinstance(data, str) and self.is_subscribed(data):
+                self._server.unsubscribe(self, data)
         # other message types are ignored, as in the original
 
     # -- channels (server code may subscribe a socket) --------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket as stdlib_socket
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import gevent
 from gevent import pywsgi
@@ -47,10 +47,11 @@ class HandshakeTimeout(stdlib_socket.timeout):
     """The client did not send its request within ``handshake_timeout``."""
 
 
-class ClusterWSHandler(pywsgi.WSGIHandler):
+class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     """pywsgi's handler, plus the WebSocket upgrade and a deadline on reading each request."""
 
-    server: "ClusterWSServer"
+    server: ClusterWSServer
+    environ: Dict[str, Any]
     _deadline: Any = None
 
     def handle_one_request(self) -> Any:
@@ -162,7 +163,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):
         self.response_length = length
 
 
-class ClusterWSServer(pywsgi.WSGIServer):
+class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
     """gevent's WSGIServer serving ``application`` and the WebSockets of ``wss`` on one port.
 
     Args:
@@ -190,9 +191,9 @@ class ClusterWSServer(pywsgi.WSGIServer):
         self.engine = load_engine(ws_options.engine)
         self.flask = is_flask_app(application)
         self.access_log = access_log
-        self.log = _AccessLog(log) if access_log else self.log
+        self.log: Any = _AccessLog(log) if access_log else self.log
         #: Our logger (``log`` is pywsgi's access log).
-        self.clusterws_log = log
+        self.clusterws_log: Log = log
         self._ssl_context = ssl_context
         if ssl_context is not None:
             self.environ["wsgi.url_scheme"] = "https"

@@ -92,8 +92,8 @@ def install(socket, query, wss):
     socket.on("pong", lambda: report("pong", id=socket.id))
     socket.on("close", lambda code, reason: report("close", id=socket.id, code=code, reason=reason))
     if query.get("error_listener"):
-        socket.on("error", lambda error: report("error", id=socket.id, message=str(error),
-                                                type=type(error).__name__, close_code=getattr(error, "close_code", None)))
+        socket.on("error", lambda error: report("error", id=socket.id, message=str(error), type=type(error).__name__,
+                                                close_code=getattr(error, "close_code", None)))
     if query.get("message_listener"):
         @socket.on("message")
         def message(msg):

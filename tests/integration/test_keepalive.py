@@ -1,5 +1,4 @@
 """Keep-alive as protocol.md says (issue 2, item 5)."""
-import os
 import resource
 import selectors
 import socket
@@ -62,8 +61,8 @@ def test_pings_stay_on_time_with_5000_idle_sockets(serve):
     server = serve("apps.basic:worker", "--ping-interval", str(int(interval * 1000)),
                    "--no-send-configuration-message")
     selector = selectors.DefaultSelector()
-    request = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    request = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     sockets, buffers, opened, pings = [], {}, {}, {}
     pong = frame(BINARY, b"A")
 

@@ -7,7 +7,6 @@ import pytest
 from wsclient import BINARY, CONT, TEXT, WSClient, close_payload, frame
 
 
-
 @pytest.fixture
 def server(serve, engine):
     return serve("apps.basic:worker", "--engine", engine, "--no-auto-ping", "--max-message-size", "1000")

@@ -45,7 +45,7 @@ def test_cluster_run_from_a_script_with_seed_option_names(serve):
     from clusterws_gevent.testing import free_port
 
     port = free_port()
-    server = serve(port=port, command=[sys.executable, "-m", "apps.run_direct", str(port)])
+    serve(port=port, command=[sys.executable, "-m", "apps.run_direct", str(port)])
     assert http_get(port, "/")[:2] == (200, "hello from flask")
     with WSClient(port, "/ws") as client:
         assert client.recv_json() == ["s", "c", {"autoPing": False, "pingInterval": 20000}]

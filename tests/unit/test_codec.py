@@ -5,7 +5,12 @@ from clusterws_gevent.exceptions import HandshakeError, IncorrectMessage
 from clusterws_gevent.protocol.frames import OP_TEXT, encode_close, encode_frame, frame_header
 from clusterws_gevent.protocol.handshake import accept_key, check_upgrade, http_response, switching_protocols
 from clusterws_gevent.protocol.messages import (
-    decode_message, encode_channel_entry, encode_config, encode_emit, encode_json, encode_publish_frame,
+    decode_message,
+    encode_channel_entry,
+    encode_config,
+    encode_emit,
+    encode_json,
+    encode_publish_frame,
     encode_subscribe_reply,
 )
 

@@ -39,8 +39,10 @@ def test_defaults_follow_the_seed():
 def test_enums_accept_seed_and_python_names():
     assert Mode.Single is Mode.SINGLE
     assert ClusterWS(worker=worker, mode="single").options.mode is Mode.Single
-    assert ClusterWS(worker=worker, logger_options={"logLevel": "debug"}).options.logger_options.log_level is LogLevel.DEBUG
-    assert ClusterWS(worker=worker, websocket_options={"engine": "@clusterws/ws"}).options.websocket_options.engine == "builtin"
+    options = ClusterWS(worker=worker, logger_options={"logLevel": "debug"}).options
+    assert options.logger_options.log_level is LogLevel.DEBUG
+    options = ClusterWS(worker=worker, websocket_options={"engine": "@clusterws/ws"}).options
+    assert options.websocket_options.engine == "builtin"
 
 
 @pytest.mark.parametrize("kwargs, error_type, words", [
