@@ -12,6 +12,7 @@ subscriber delays nobody.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gevent
@@ -23,14 +24,20 @@ from ..protocol.messages import encode_channel_entry, encode_json, encode_publis
 from .channels import ChannelRegistry
 from .connector import Connector, LocalConnector
 
-__all__ = ["PubSubHub", "FLUSH_INTERVAL"]
+__all__ = ["PubSubHub", "FLUSH_INTERVAL", "COALESCE_DELAY"]
 
 #: Seconds between flushes of the publish batches (the original's 5 ms).
 FLUSH_INTERVAL = 0.005
+#: Seconds the first batch after a quiet interval waits for the rest of its burst.
+COALESCE_DELAY = 0.001
 
 
 class PubSubHub:
     """Channels of one process and the batches waiting to be flushed to them.
+
+    Messages published within one ``flush_interval`` reach a subscriber as one
+    frame; frames go out at most once per interval, and a batch after a quiet
+    interval goes out ``coalesce_delay`` after its first message.
 
     Args:
         log: where to log.
@@ -49,7 +56,10 @@ class PubSubHub:
         self.log = log
         self.connector = connector or LocalConnector()
         self.registry: ChannelRegistry[Any] = ChannelRegistry()
+        #: Seconds between flushes, at least (the original's 5 ms).
         self.flush_interval = flush_interval
+        #: Seconds a batch started after a quiet interval waits for the rest of its burst.
+        self.coalesce_delay = min(COALESCE_DELAY, flush_interval)
         self._on_channel_open = on_channel_open
         self._on_channel_close = on_channel_close
         self._on_worker_message = on_worker_message
@@ -145,14 +155,20 @@ class PubSubHub:
     # -- flushing ---------------------------------------------------------------------------------
 
     def _run_flusher(self) -> None:
+        # At most one flush per flush_interval (the original's 5 ms timer). After a
+        # quiet interval the first batch waits only coalesce_delay, long enough for
+        # the rest of a burst split over several TCP reads to join it; the original's
+        # fixed timer made it wait 2.5 ms on average (measured: benchmarks/run.sh fanout).
         wake = self._wake
+        last_flush = -self.flush_interval
         while True:
             wake.wait()
             wake.clear()
             while True:
-                gevent.sleep(self.flush_interval)
+                gevent.sleep(max(self.coalesce_delay, last_flush + self.flush_interval - time.monotonic()))
                 if not self._pending:
                     break
+                last_flush = time.monotonic()
                 try:
                     self.flush()
                 except Exception:
