@@ -132,14 +132,15 @@ class ServerProcess:
         assert self.process is not None
         return self.process.wait(timeout * TIMEOUT_FACTOR)
 
-    def stop(self, stop_timeout: float = 10.0) -> None:
-        """Stop the whole process group (SIGTERM, then SIGKILL)."""
+    def stop(self, stop_timeout: float = 15.0) -> None:
+        """SIGTERM to the server (a master stops its children itself), then SIGKILL to
+        whatever is left of its process group."""
         process = self.process
         if process is None:
             return
         try:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.terminate()
                 try:
                     process.wait(stop_timeout)
                 except subprocess.TimeoutExpired:

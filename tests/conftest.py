@@ -59,6 +59,22 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
 
 
+@pytest.fixture
+def serve_cluster(serve: Callable[..., Server]) -> Callable[..., Server]:
+    """``serve_cluster(worker, *flags, workers=2, brokers=2)``: a Mode.Scale cluster on free ports,
+    ready when every worker is; ``server.broker_ports`` are its brokers' ports."""
+
+    def start(worker: str = "apps.pubsub:worker", *flags: str, workers: int = 2, brokers: int = 2,
+              env: Optional[dict] = None) -> Server:
+        ports = [free_port() for _ in range(brokers)]
+        server = serve(worker, "--workers", str(workers), "--brokers", str(brokers), "--brokers-ports",
+                       ",".join(map(str, ports)), *flags, env=env, mode="scale", ready_count=workers)
+        server.broker_ports = ports  # type: ignore[attr-defined]
+        return server
+
+    return start
+
+
 @pytest.fixture(params=["builtin", "gevent-websocket"])
 def engine(request: Any) -> str:
     """Each engine in turn: the socket API is the same on both."""

@@ -48,6 +48,7 @@ class WSClient:
         if rcvbuf is not None:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         raw.settimeout(timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as browsers and Node's ws
         raw.connect((host, port))
         self.sock: socket.socket = tls.wrap_socket(raw, server_hostname="localhost") if tls else raw
         key = base64.b64encode(os.urandom(16)).decode()
@@ -116,11 +117,13 @@ class WSClient:
         return first & 0x0F, self._read_exact(size), bool(first & 0x80)
 
     def recv(self, skip_pings: bool = True) -> Tuple[int, bytes]:
-        """The next data message (opcode, payload); app-level pings (0x39) are skipped unless asked."""
+        """The next data message (opcode, payload); app-level pings (0x39) are answered
+        with 0x41 and skipped, as a real client does, unless asked for."""
         while True:
             opcode, payload, fin = self.recv_frame()
             assert fin, "the server sends unfragmented messages"
             if skip_pings and opcode == BINARY and payload == b"9":
+                self.send_binary(b"A")
                 continue
             return opcode, payload
 

@@ -70,8 +70,11 @@ class Worker:
         self.server.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, close every WebSocket with 1001, wait at most ``timeout`` s, stop."""
+        """Stop accepting, let requests and handshakes in progress finish, close every
+        WebSocket with 1001, wait at most ``timeout`` s for the clients, stop."""
         self.server.close()  # stop accepting; running connections go on
+        if not self.server.wait_requests(timeout):
+            self.log.warning("requests still in progress after %.1fs; stopping anyway", timeout)
         left = self.wss.close_all(1001, "server shutting down", timeout)
         if left:
             self.log.warning("%d socket(s) did not finish the close handshake in %.1fs; dropped", left, timeout)

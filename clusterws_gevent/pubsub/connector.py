@@ -9,7 +9,7 @@ by the process where they were published.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Dict
 
 if TYPE_CHECKING:
     from .hub import PubSubHub
@@ -38,9 +38,17 @@ class Connector:
         """
         raise NotImplementedError
 
+    def await_interest(self, channel: str) -> None:
+        """Return once the route of ``channel`` is live (another subscriber of this
+        process may have declared it a moment ago and be waiting for the confirmation)."""
+
     def drop_interest(self, channel: str) -> None:
         """This process has no subscriber of ``channel`` left."""
         raise NotImplementedError
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters for monitoring and tests."""
+        return {}
 
     def publish_to_workers(self, message: bytes) -> None:
         """Send ``message`` to onWorkerMessage of every other worker."""

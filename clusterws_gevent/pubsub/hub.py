@@ -94,6 +94,8 @@ class PubSubHub:
         if self.registry.add(channel, subscriber):
             self.connector.add_interest(channel)
             self._call(self._on_channel_open, channel, "onChannelOpen")
+        else:
+            self.connector.await_interest(channel)
         return True
 
     def unsubscribe(self, subscriber: Any, channel: str) -> bool:

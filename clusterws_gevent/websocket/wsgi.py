@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import gevent
 from gevent import pywsgi
+from gevent.event import Event
 from gevent.ssl import SSLSocket
 
 from ..exceptions import HandshakeError
@@ -53,6 +54,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     server: ClusterWSServer
     environ: Dict[str, Any]
     _deadline: Any = None
+    _in_request = False  # counted in the server's requests in progress
 
     def handle_one_request(self) -> Any:
         # A client gets handshake_timeout seconds to send its request line and
@@ -62,6 +64,20 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             return super().handle_one_request()
         finally:
             self._deadline.close()
+            self._request_done()
+
+    def read_requestline(self) -> str:
+        line: str = super().read_requestline()
+        if line and not self._in_request:
+            # from here until the response (or the 101) a stop waits for this request
+            self._in_request = True
+            self.server.request_started()
+        return line
+
+    def _request_done(self) -> None:
+        if self._in_request:
+            self._in_request = False
+            self.server.request_finished()
 
     def _handle_client_error(self, ex: Exception) -> Any:
         if isinstance(ex, HandshakeTimeout):
@@ -129,6 +145,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         else:
             connection = engine(socket_id, self.socket, server.ws_options, log, self._take_buffered())
         log.debug("socket %s: connected from %s", socket_id, self.client_address[0])
+        self._request_done()  # a WebSocket now: stopping closes it with 1001 instead of waiting
         self._connection_environ = self.environ
         self.__dict__.pop("headers", None)  # not needed after the handshake
         return Socket(socket_id, connection, server.wss)
@@ -197,6 +214,24 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self._ssl_context = ssl_context
         if ssl_context is not None:
             self.environ["wsgi.url_scheme"] = "https"
+        self._requests = 0
+        self._no_requests = Event()
+        self._no_requests.set()
+
+    def request_started(self) -> None:
+        """An HTTP request (or WebSocket handshake) is being handled."""
+        self._requests += 1
+        self._no_requests.clear()
+
+    def request_finished(self) -> None:
+        """It was answered (or became a WebSocket)."""
+        self._requests -= 1
+        if not self._requests:
+            self._no_requests.set()
+
+    def wait_requests(self, timeout: float) -> bool:
+        """Wait until no HTTP request or handshake is in progress; False after ``timeout``."""
+        return bool(self._no_requests.wait(timeout))
 
     def handle(self, sock: Any, address: Any) -> None:
         if self._ssl_context is None:

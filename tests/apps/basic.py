@@ -56,6 +56,8 @@ def install(socket, query, wss):
     socket.on("terminate-me", lambda data: socket.terminate())
     socket.on("state", lambda data: socket.send("state", {"ready_state": int(socket.ready_state), "id": socket.id}))
     socket.on("publish", lambda data: wss.publish(data["channel"], data["data"]))
+    socket.on("whoami", lambda data: socket.send("whoami", os.getpid()))
+    socket.on("stats", lambda data: socket.send("stats", wss.hub.connector.stats()))
     socket.on("process", lambda data: socket.process_message(data))  # a decoded list
 
     @socket.on("sleep")

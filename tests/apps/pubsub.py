@@ -4,6 +4,7 @@ onSubscribe declines ``private-*`` channels, answers ``slow-*`` later from anoth
 greenlet, never answers ``never-*``, and raises for ``boom-*``. Middleware calls are
 reported as ``EVENT`` lines (see apps.basic.report).
 """
+import os
 from urllib.parse import parse_qs
 
 import gevent
@@ -14,6 +15,9 @@ from clusterws_gevent import Middleware
 
 def worker(w):
     wss = w.wss
+    crash_flag = os.environ.get("TEST_CRASH_FLAG")
+    if crash_flag and os.path.exists(crash_flag):
+        raise RuntimeError("crashing on start on purpose (the flag file exists)")
 
     @wss.middleware(Middleware.onSubscribe)
     def on_subscribe(socket, channel, next):

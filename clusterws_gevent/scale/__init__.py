@@ -1,0 +1,1 @@
+"""Carrying pub/sub between worker processes: the brokers and their links."""

@@ -1,0 +1,313 @@
+"""The worker's side of the brokers: one link per broker, and the connector over them.
+
+Each :class:`BrokerLink` keeps a connection to one broker: it reconnects with a
+capped, doubling backoff and re-declares its channels after every reconnection.
+Publishes made within one event-loop iteration travel as one PUBLISH frame per
+channel. While a link is down, what would have gone through it is dropped and
+counted, and the count is logged when the link is back: loss only during a fault,
+never silent.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import gevent
+from gevent import get_hub, socket
+from gevent.event import Event
+
+from ..exceptions import ProtocolError
+from ..log import Log
+from ..protocol import broker_wire as wire
+from ..pubsub.connector import Connector
+from ..websocket.outbox import Outbox
+
+__all__ = ["BrokerLink", "BrokerConnector", "RECONNECT_MIN", "RECONNECT_MAX", "ACK_TIMEOUT"]
+
+#: Seconds before the first reconnection attempt; doubled after each failure...
+RECONNECT_MIN = 0.05
+#: ... up to this (a restarted broker is joined again within about a second).
+RECONNECT_MAX = 1.0
+#: Seconds a subscription waits for the broker to confirm its route.
+ACK_TIMEOUT = 5.0
+#: Bytes a link may have waiting for a broker that does not read.
+LINK_OUTBOX = 64 << 20
+
+
+class BrokerLink:
+    """A worker's connection to one broker.
+
+    Args:
+        port: the broker's port (on ``host``).
+        key: the cluster key.
+        worker_id: this worker's number (for the broker's logs).
+        on_publish: called with (channel, messages) a broker forwards.
+        on_workers: called with each publish_to_workers message from another worker.
+        log: where to log.
+    """
+
+    def __init__(self, port: int, key: bytes, worker_id: int, on_publish: Callable[[str, List[bytes]], None],
+                 on_workers: Callable[[bytes], None], log: Log, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self.key = key
+        self.worker_id = worker_id
+        self.log = log
+        self._on_publish = on_publish
+        self._on_workers = on_workers
+        #: Channels routed through this broker, and whether the broker confirmed each.
+        self.interests: Dict[str, Event] = {}
+        self._acks: Dict[int, List[str]] = {}
+        self._ids = itertools.count(1)
+        self._pending: Dict[str, List[bytes]] = {}
+        self._flush_scheduled = False
+        self._outbox: Optional[Outbox] = None
+        self._sock: Any = None
+        self._runner: Any = None
+        self._stopped = False
+        self.connected = Event()
+        #: Messages dropped because the link was down (reset when logged).
+        self.dropped = 0
+        #: Messages received from the broker (counters for tests and monitoring).
+        self.received = 0
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, and keep reconnecting, in a greenlet of its own."""
+        self._runner = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """Close the link for good."""
+        self._stopped = True
+        self._close()
+        if self._runner is not None:
+            self._runner.kill(block=False)
+
+    def _run(self) -> None:
+        delay = RECONNECT_MIN
+        while not self._stopped:
+            try:
+                self._connect()
+                delay = RECONNECT_MIN
+                self._read()
+            except (OSError, ProtocolError, gevent.Timeout) as exc:
+                if self.connected.is_set():
+                    self.log.warning("broker link %d lost (%s); reconnecting", self.port, exc)
+                else:
+                    self.log.debug("broker link %d: cannot connect (%s); retrying in %.2fs", self.port, exc, delay)
+            finally:
+                self._close()
+            if self._stopped:
+                return
+            gevent.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    def _connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), timeout=2.0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(wire.encode_hello(self.worker_id, self.key))
+        parser = wire.FrameParser()
+        frames: List[Any] = []
+        while not frames:
+            data = sock.recv(4096)
+            if not data:
+                raise OSError("the broker refused the cluster key or closed the link")
+            frames = parser.feed(data)
+        if frames[0][0] != wire.WELCOME:
+            raise ProtocolError("the broker did not answer WELCOME")
+        sock.settimeout(None)
+        self._sock, self._parser = sock, parser
+        self._outbox = Outbox(sock, LINK_OUTBOX, self._overflow, lambda exc: self._close())
+        if self.interests:
+            # re-declare every channel; they count as live again once the broker acknowledges
+            for event in self.interests.values():
+                event.clear()
+            self._declare(list(self.interests))
+        self.connected.set()
+        if self.dropped:
+            self.log.warning("broker link %d: back; %d message(s) were dropped while it was down",
+                             self.port, self.dropped)
+            self.dropped = 0
+        else:
+            self.log.debug("broker link %d: connected", self.port)
+        for kind, frame in frames[1:]:
+            self._dispatch(kind, frame)
+
+    def _read(self) -> None:
+        sock, parser = self._sock, self._parser
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                raise OSError("the broker closed the link")
+            for kind, frame in parser.feed(data):
+                self._dispatch(kind, frame)
+
+    def _close(self) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        if self._outbox is not None:
+            self._outbox.discard()
+            self._outbox = None
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+        for channels in self._acks.values():  # nobody waits for a dead link
+            for name in channels:
+                event = self.interests.get(name)
+                if event is not None:
+                    event.set()
+        self._acks.clear()
+        if was_connected:
+            self.dropped += sum(len(messages) for messages in self._pending.values())
+            self._pending.clear()
+
+    def _dispatch(self, kind: int, frame: bytes) -> None:
+        if kind == wire.PUBLISH:
+            channel, messages = wire.decode_publish(frame)
+            self.received += len(messages)
+            self._on_publish(channel, messages)
+        elif kind == wire.ACK:
+            for name in self._acks.pop(wire.decode_ack(frame), ()):
+                event = self.interests.get(name)
+                if event is not None:
+                    event.set()
+        elif kind == wire.WORKERS:
+            self._on_workers(wire.decode_workers(frame))
+        else:
+            raise ProtocolError(f"unknown frame type {kind} from broker {self.port}")
+
+    def _overflow(self, waiting: int, refused: int) -> None:
+        self.log.error("broker link %d: the broker does not read (%d bytes waiting); reconnecting", self.port,
+                       waiting)
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- interest ---------------------------------------------------------------------------------
+
+    def _declare(self, names: Sequence[str]) -> None:
+        request_id = next(self._ids)
+        self._acks[request_id] = list(names)
+        assert self._outbox is not None
+        self._outbox.write(wire.encode_interest(request_id, names))
+
+    def add_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> None:
+        """Route ``channel`` here; returns once the broker confirmed (or the link is down)."""
+        event = self.interests[channel] = Event()
+        if not self.connected.is_set() or self._outbox is None:
+            return  # declared at the next connection; until then the route is down (a fault)
+        self._declare([channel])
+        if not event.wait(timeout):
+            self.log.warning("broker link %d: no confirmation of channel %r within %.1fs", self.port, channel,
+                             timeout)
+
+    def await_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> None:
+        """Return once the route of ``channel`` is confirmed (at once if it already is)."""
+        event = self.interests.get(channel)
+        if event is not None and not event.is_set() and self.connected.is_set():
+            event.wait(timeout)
+
+    def drop_interest(self, channel: str) -> None:
+        """Stop routing ``channel`` here."""
+        event = self.interests.pop(channel, None)
+        if event is not None:
+            event.set()  # a subscriber still waiting for the confirmation goes on
+        if self._outbox is not None:
+            self._outbox.write(wire.encode_uninterest([channel]))
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def publish(self, channel: str, message: bytes) -> None:
+        """Queue ``message``; the queue goes out at the end of this event-loop iteration."""
+        if self._outbox is None:
+            self.dropped += 1
+            return
+        pending = self._pending.get(channel)
+        if pending is None:
+            self._pending[channel] = [message]
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                get_hub().loop.run_callback(self._flush)
+        else:
+            pending.append(message)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        outbox = self._outbox
+        for channel, messages in pending.items():
+            if outbox is None or not outbox.write(wire.encode_publish(channel, messages)):
+                self.dropped += len(messages)
+
+    def send_to_workers(self, message: bytes) -> bool:
+        """Send a publish_to_workers message through this broker; False if the link is down."""
+        if self._outbox is None:
+            return False
+        return self._outbox.write(wire.encode_workers(message))
+
+
+class BrokerConnector(Connector):
+    """Connects a worker to every broker; channels are sharded over them by name.
+
+    Args:
+        ports: the brokers' ports, in broker order (the shard of a channel is an index).
+        key: the cluster key.
+        worker_id: this worker's number.
+        log: where to log.
+    """
+
+    def __init__(self, ports: Sequence[int], key: bytes, worker_id: int, log: Log, host: str = "127.0.0.1") -> None:
+        self.log = log
+        self.links = [BrokerLink(port, key, worker_id, self._delivered, self._from_workers, log, host)
+                      for port in ports]
+
+    def start(self, hub: Any) -> None:
+        super().start(hub)
+        for link in self.links:
+            link.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until every link is up; False if some are not after ``timeout`` seconds."""
+        return all(link.connected.wait(timeout) for link in self.links)
+
+    def stop(self) -> None:
+        for link in self.links:
+            link.stop()
+
+    def _link(self, channel: str) -> BrokerLink:
+        return self.links[wire.shard(channel, len(self.links))]
+
+    def publish(self, channel: str, message: bytes) -> None:
+        self._link(channel).publish(channel, message)
+
+    def add_interest(self, channel: str) -> None:
+        self._link(channel).add_interest(channel)
+
+    def await_interest(self, channel: str) -> None:
+        self._link(channel).await_interest(channel)
+
+    def drop_interest(self, channel: str) -> None:
+        self._link(channel).drop_interest(channel)
+
+    def publish_to_workers(self, message: bytes) -> None:
+        for link in self.links:  # any one broker reaches every worker
+            if link.send_to_workers(message):
+                return
+        self.log.warning("publish_to_workers: no broker link is up; message dropped")
+
+    def stats(self) -> Dict[str, Any]:
+        """Per link: port, connected, messages received and dropped (since last logged)."""
+        return {"links": [{"port": link.port, "connected": link.connected.is_set(), "received": link.received,
+                           "dropped": link.dropped, "channels": sorted(link.interests)} for link in self.links]}
+
+    def _delivered(self, channel: str, messages: List[bytes]) -> None:
+        self.hub.deliver(channel, messages)
+
+    def _from_workers(self, message: bytes) -> None:
+        self.hub.worker_message(message)

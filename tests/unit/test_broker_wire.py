@@ -1,0 +1,61 @@
+"""The worker <-> broker framing, as bytes."""
+import random
+
+import pytest
+
+from clusterws_gevent.exceptions import ProtocolError
+from clusterws_gevent.protocol import broker_wire as wire
+
+
+def test_frames_round_trip_through_any_chunking():
+    frames = [wire.encode_hello(7, b"k" * 32), wire.encode_interest(42, ["chat", "néws"]),
+              wire.encode_uninterest(["chat"]), wire.encode_ack(42),
+              wire.encode_publish("chat", [b'"a"', b"{}", b"1" * 70000]), wire.encode_workers(b'{"x":1}')]
+    stream = b"".join(frames)
+    rng = random.Random(1)
+    parser = wire.FrameParser()
+    got = []
+    pos = 0
+    while pos < len(stream):
+        step = rng.choice([1, 3, 5, 100, 65536])
+        got += parser.feed(stream[pos:pos + step])
+        pos += step
+    assert [frame for _, frame in got] == frames
+    kinds = [kind for kind, _ in got]
+    assert kinds == [wire.HELLO, wire.INTEREST, wire.UNINTEREST, wire.ACK, wire.PUBLISH, wire.WORKERS]
+    assert wire.decode_hello(got[0][1]) == (7, b"k" * 32)
+    assert wire.decode_interest(got[1][1]) == (42, ["chat", "néws"])
+    assert wire.decode_names(got[2][1]) == ["chat"]
+    assert wire.decode_ack(got[3][1]) == 42
+    assert wire.decode_publish(got[4][1]) == ("chat", [b'"a"', b"{}", b"1" * 70000])
+    assert wire.decode_workers(got[5][1]) == b'{"x":1}'
+
+
+def test_oversize_or_empty_frames_are_refused():
+    with pytest.raises(ProtocolError):
+        wire.FrameParser(max_frame=1000).feed(b"\x00\x00\x10\x00\x06")
+    with pytest.raises(ProtocolError):
+        wire.FrameParser().feed(b"\x00\x00\x00\x00\x06")
+
+
+def test_malformed_publish_is_refused():
+    frame = wire.encode_publish("c", [b"abc"])
+    with pytest.raises(ProtocolError):
+        wire.decode_publish(frame[:-1] + b"xy")
+
+
+def test_shard_is_stable_and_spreads():
+    assert wire.shard("chat", 4) == wire.shard("chat", 4)
+    assert wire.shard("chat", 1) == 0
+    # pinned values: the same in every process and every run (crc32)
+    assert [wire.shard(f"ch-{i}", 3) for i in range(6)] == [1, 1, 0, 0, 0, 1]
+    counts = [0, 0, 0]
+    for i in range(3000):
+        counts[wire.shard(f"channel-{i}", 3)] += 1
+    assert min(counts) > 800
+
+
+def test_keys_compare_in_constant_time_semantics():
+    assert wire.keys_match(b"secret", b"secret")
+    assert not wire.keys_match(b"secret", b"secreT")
+    assert not wire.keys_match(b"", b"secret")
