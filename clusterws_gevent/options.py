@@ -394,14 +394,16 @@ def _as_file(directory: str, name: str, pem: Optional[str]) -> Optional[str]:
     return path
 
 
-def _tls(name: str, value: Any) -> Any:
-    """``tls_options``: None, an ``ssl.SSLContext``, or TLSOptions / a dict; returns an SSLContext."""
-    if value is None:
-        return None
-    ssl = sys.modules.get("ssl")
-    if ssl is not None and isinstance(value, ssl.SSLContext):
-        return value
-    return TLSOptions.coerce(name, value).ssl_context()
+def _tls_validator(group: Type[TLSOptions]) -> Validator:
+    """A validator of TLS options: None, an ``ssl.SSLContext``, or ``group`` / a dict; gives an SSLContext."""
+    def check(name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        ssl = sys.modules.get("ssl")  # not imported here: a given SSLContext means ssl is loaded
+        if ssl is not None and isinstance(value, ssl.SSLContext):
+            return value
+        return group.coerce(name, value).ssl_context()
+    return check
 
 
 @dataclass(frozen=True)
@@ -409,15 +411,6 @@ class MasterTLSOptions(TLSOptions):
     """TLS of the scaler hub (``master_options.tls_options``)."""
 
     _path: ClassVar[str] = "scale_options.default.horizontal_scale_options.master_options.tls_options."
-
-
-def _master_tls(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    ssl = sys.modules.get("ssl")
-    if ssl is not None and isinstance(value, ssl.SSLContext):
-        return value
-    return MasterTLSOptions.coerce(name, value).ssl_context()
 
 
 @dataclass(frozen=True)
@@ -428,7 +421,8 @@ class MasterOptions(OptionGroup):
 
     port: Optional[int] = option(None, validator=_port, cli="--master-port",
                                  help="Port of the scaler hub this server runs (the brokers of every server join it).")
-    tls_options: Any = option(None, validator=_master_tls, cli=None, inner=MasterTLSOptions, cli_prefix="master-",
+    tls_options: Any = option(None, validator=_tls_validator(MasterTLSOptions), cli=None, inner=MasterTLSOptions,
+                              cli_prefix="master-",
                               help="TLS of the scaler hub: an ssl.SSLContext or a dict like tls_options.")
 
     def _check(self) -> None:
@@ -506,7 +500,7 @@ class Options(OptionGroup):
         "A Flask (or any WSGI) app served on the same port as the WebSockets."))
     websocket_options: WebSocketOptions = group(WebSocketOptions, help="The WebSocket engine and its limits.")
     logger_options: LoggerOptions = group(LoggerOptions, help="Logging.")
-    tls_options: Any = option(None, validator=_tls, cli=None, inner=TLSOptions, help=(
+    tls_options: Any = option(None, validator=_tls_validator(TLSOptions), cli=None, inner=TLSOptions, help=(
         "Serve https:// and wss://: an ssl.SSLContext, or a dict of tls_options."))
     scale_options: ScaleOptions = group(ScaleOptions, help="Processes of Mode.Scale.")
 

@@ -19,7 +19,7 @@ from ..protocol.messages import PING, encode_config, encode_subscribe_reply
 from ..pubsub.connector import Connector
 from ..pubsub.hub import PubSubHub
 from ..typing import Data, Listener
-from .socket import Socket
+from .socket import Socket, add_listener
 
 __all__ = ["WebSocketServer", "Decision"]
 
@@ -87,15 +87,7 @@ class WebSocketServer:
         """
         if event != "connection":
             raise ValueError(f"the server has one event, 'connection'; got {event!r}")
-        if listener is None:
-            def decorator(fn: Listener) -> Listener:
-                self.on(event, fn)
-                return fn
-            return decorator
-        if not callable(listener):
-            raise TypeError(f"connection listener must be callable, got {listener!r}")
-        self._connection_listeners.append(listener)
-        return listener
+        return add_listener(self._connection_listeners, listener, "connection listener")
 
     def add_middleware(self, kind: Middleware, fn: Callable[..., Any]) -> None:
         """Install ``fn`` as the middleware ``kind`` (one per kind; a second replaces the first).

@@ -18,12 +18,26 @@ from .connection import Connection, ConnectionSink
 if TYPE_CHECKING:
     from .server import WebSocketServer
 
-__all__ = ["Socket", "RESERVED_EVENTS"]
+__all__ = ["Socket", "RESERVED_EVENTS", "add_listener"]
 
 #: Events fired by the server itself; a client's ``["e", name, ...]`` cannot fire them.
 RESERVED_EVENTS = frozenset(("message", "pong", "error", "close"))
 _MISSING: Any = object()
 _PONG_TEXT = PONG.decode("ascii")
+
+
+def add_listener(listeners: List[Listener], listener: Optional[Listener], what: str) -> Any:
+    """Append ``listener`` to ``listeners`` and return it; without one, a decorator that does.
+
+    Raises:
+        TypeError: ``listener`` is not callable.
+    """
+    if listener is None:
+        return lambda fn: add_listener(listeners, fn, what)
+    if not callable(listener):
+        raise TypeError(f"{what} must be callable, got {listener!r}")
+    listeners.append(listener)
+    return listener
 
 
 class Socket(ConnectionSink):
@@ -73,15 +87,7 @@ class Socket(ConnectionSink):
         """
         if not isinstance(event, str):
             raise TypeError(f"event name must be a string, got {event!r}")
-        if listener is None:
-            def decorator(fn: Listener) -> Listener:
-                self.on(event, fn)
-                return fn
-            return decorator
-        if not callable(listener):
-            raise TypeError(f"listener of {event!r} must be callable, got {listener!r}")
-        self._listeners.setdefault(event, []).append(listener)
-        return listener
+        return add_listener(self._listeners.setdefault(event, []), listener, f"listener of {event!r}")
 
     def send(self, event_or_raw: Union[str, bytes, bytearray, memoryview], data: Data = _MISSING) -> bool:
         """``send(event, data)`` emits ``["e", event, data]``; ``send(raw)`` sends
@@ -218,25 +224,22 @@ class Socket(ConnectionSink):
     # -- ConnectionSink ---------------------------------------------------------------------------
 
     def on_text(self, text: str) -> None:
-        self.busy = True
-        try:
-            if "message" in self._listeners:
-                self.emit("message", text)
-            else:
-                self.process_message(text)
-        finally:
-            self.busy = False
+        self._receive(text)
 
     def on_binary(self, data: bytes) -> None:
         if data == PONG:  # the client's keepalive answer never reaches message listeners
             self.on_pong()
             return
+        self._receive(data)
+
+    def _receive(self, message: Union[str, bytes]) -> None:
+        """A frame from the client: to the ``message`` listeners if any, else to the protocol."""
         self.busy = True
         try:
             if "message" in self._listeners:
-                self.emit("message", data)
+                self.emit("message", message)
             else:
-                self.process_message(data)
+                self.process_message(message)
         finally:
             self.busy = False
 
