@@ -54,7 +54,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     server: ClusterWSServer
     environ: Dict[str, Any]
     _deadline: Any = None
-    _in_request = False  # counted in the server's requests in progress
+    _in_request = False  # counted in the server's requests in progress (a stop waits for it)
 
     def handle_one_request(self) -> Any:
         # A client gets handshake_timeout seconds to send its request line and
@@ -218,8 +218,18 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self._no_requests = Event()
         self._no_requests.set()
 
+    def do_handle(self, *args: Any) -> None:
+        # Count a new connection from its accept: a stop then waits for its first request
+        # (or handshake), even if it has not arrived yet or the handler has not started.
+        self.request_started()
+        try:
+            super().do_handle(*args)
+        except BaseException:
+            self.request_finished()
+            raise
+
     def request_started(self) -> None:
-        """An HTTP request (or WebSocket handshake) is being handled."""
+        """An HTTP request (or WebSocket handshake) is being handled, or a new connection waits for its first."""
         self._requests += 1
         self._no_requests.clear()
 
@@ -234,24 +244,38 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         return bool(self._no_requests.wait(timeout))
 
     def handle(self, sock: Any, address: Any) -> None:
-        if self._ssl_context is None:
-            super().handle(sock, address)
-            return
-        # TLS is wrapped here rather than by StreamServer so that the TLS handshake
-        # has a deadline too, and so that any ssl.SSLContext (made before or after
-        # gevent's monkey-patching) gives a cooperative gevent SSLSocket.
+        handler = None
+        try:
+            if self._ssl_context is not None:
+                sock = self._wrap_tls(sock, address)
+                if sock is None:
+                    return
+            handler = self.handler_class(sock, address, self)
+            handler._in_request = True  # takes over the count made at accept
+            handler.handle()
+        finally:
+            if handler is None:
+                self.request_finished()
+            else:
+                handler._request_done()
+            if self._ssl_context is not None and sock is not None:
+                sock.close()
+
+    def _wrap_tls(self, sock: Any, address: Any) -> Any:
+        """The TLS socket after its handshake, or None (closed, logged at debug level).
+
+        TLS is wrapped here rather than by StreamServer so that the TLS handshake has a
+        deadline too, and so that any ssl.SSLContext (made before or after gevent's
+        monkey-patching) gives a cooperative gevent SSLSocket."""
         try:
             tls = SSLSocket(sock=sock, server_side=True, do_handshake_on_connect=False, _context=self._ssl_context)
             with gevent.Timeout(self.ws_options.handshake_timeout, HandshakeTimeout):
                 tls.do_handshake()
+            return tls
         except OSError as exc:
             self.clusterws_log.debug("TLS handshake with %s failed: %s", address, exc)
             sock.close()
-            return
-        try:
-            super().handle(tls, address)
-        finally:
-            tls.close()
+            return None
 
 
 class _ErrorLog:

@@ -179,9 +179,10 @@ def test_a_killed_broker_is_restarted_and_cross_worker_publish_is_back_within_2s
             except (TimeoutError, socket.timeout):
                 pass
         assert back is not None and back < 2.0, f"cross-worker publish back after {back}"
-    log = server.wait_for_log("Broker on")
+    log = server.wait_for_log("were dropped while it was down")  # loss during the fault, counted per link
     assert re.search(r"broker \d+ \(PID \d+\) died: killed by SIGKILL", log)
     assert re.search(r"broker link \d+ lost", log)
+    assert re.search(r"broker link \d+: back; \d+ message\(s\) were dropped while it was down", log)
 
 
 def test_children_exit_by_themselves_when_the_master_dies(serve_cluster):
