@@ -103,7 +103,7 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     context.ready()
     context.wait_for_stop(f"worker {worker_id}")
     worker.stop(GRACEFUL_TIMEOUT)
-    connector.stop()
+    connector.stop()  # leaving the brokers lets a stopping broker go
     return 0
 
 
@@ -120,5 +120,5 @@ def run_broker_process(context: ChildContext, port: int) -> int:
     # master says so (SIGTERM), after the workers have closed their WebSockets.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     context.wait_for_stop(f"broker {port}", (signal.SIGTERM,))
-    broker.stop()
+    broker.stop(wait_for_workers=GRACEFUL_TIMEOUT + 1)
     return 0

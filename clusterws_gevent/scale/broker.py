@@ -13,6 +13,7 @@ import socket
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import gevent
+from gevent.event import Event
 from gevent.server import StreamServer
 
 from ..exceptions import ProtocolError
@@ -57,6 +58,8 @@ class Broker:
         self.log = log
         self.server = StreamServer((host, port), self._serve, spawn=gevent.spawn_raw)
         self._links: Set[_Link] = set()
+        self._no_links = Event()
+        self._no_links.set()
         self._interest: Dict[str, Set[_Link]] = {}
         #: Messages (not frames) dropped because a worker link was full or broken.
         self.dropped = 0
@@ -65,8 +68,14 @@ class Broker:
         """Listen (raises OSError if the port is taken)."""
         self.server.start()
 
-    def stop(self) -> None:
-        """Stop listening and close every link."""
+    def stop(self, wait_for_workers: float = 0.0) -> None:
+        """Stop listening and close every link, after waiting at most ``wait_for_workers``
+        seconds for the workers to leave (a signal may reach every process at once, as
+        systemd sends it: the workers still close their WebSockets through their links)."""
+        self.server.close()
+        if self._links and not self._no_links.wait(wait_for_workers):
+            self.log.warning("broker %d: %d worker link(s) still open after %.0fs; closing them", self.port,
+                             len(self._links), wait_for_workers)
         self.server.stop(timeout=1)
         for link in tuple(self._links):
             link.outbox.discard()
@@ -119,6 +128,7 @@ class Broker:
         link = _Link(worker_id, sock, address, self._overflow)
         link.outbox.write(wire.encode_welcome())
         self._links.add(link)
+        self._no_links.clear()
         self.log.debug("broker %d: worker %d connected", self.port, worker_id)
         for kind, frame in frames[1:]:
             self._dispatch(link, kind, frame)
@@ -156,6 +166,8 @@ class Broker:
 
     def _forget(self, link: _Link) -> None:
         self._links.discard(link)
+        if not self._links:
+            self._no_links.set()
         for name in tuple(link.channels):
             self._leave(link, name)
         link.outbox.discard()
