@@ -477,6 +477,10 @@ class ScaleOptions(OptionGroup):
         "What joins the workers: Scaler.Default (TCP brokers) or Scaler.Redis."))
     workers: int = option(1, validator=_positive_int, help="Number of worker processes.")
     restart_on_fail: bool = option(False, validator=_bool, help="Restart a worker or broker that dies.")
+    worker_timeout: float = option(30.0, validator=lambda n, v: 0.0 if v == 0 else _positive_number(n, v),
+                                   metavar="SECONDS", help=(
+        "Kill a worker whose event loop gave no sign of life for this long (a listener stuck in "
+        "CPU-bound code); 0 disables it. As gunicorn's timeout."))
     redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL",
                                                      help="Redis of Scaler.Redis: a URL or redis-py connection kwargs.")
     default: DefaultScalerOptions = group(DefaultScalerOptions, help="Options of the built-in brokers.")

@@ -42,11 +42,25 @@ class ChildContext:
         log: where to log.
     """
 
-    def __init__(self, ready_fd: int, lifeline_fd: int, key: bytes, log: Log) -> None:
+    def __init__(self, ready_fd: int, lifeline_fd: int, key: bytes, log: Log, heartbeat_fd: int = -1) -> None:
         self.ready_fd = ready_fd
         self.lifeline_fd = lifeline_fd
         self.key = key
         self.log = log
+        self.heartbeat_fd = heartbeat_fd
+
+    def beat(self, every: float) -> None:
+        """Touch the heartbeat file every ``every`` seconds, from a greenlet: a blocked
+        event loop stops the beats, and the master kills the worker (gunicorn's WorkerTmp)."""
+        if self.heartbeat_fd < 0:
+            return
+
+        def loop() -> None:
+            while True:
+                os.utime(self.heartbeat_fd)
+                gevent.sleep(every)
+
+        gevent.spawn(loop)
 
     def ready(self) -> None:
         """Tell the master this process serves."""
@@ -97,6 +111,9 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     except HaltServer as exc:
         log.error("worker %d: %s", worker_id, exc.reason)
         return WORKER_BOOT_ERROR
+    timeout = options.scale_options.worker_timeout
+    if timeout:
+        context.beat(min(1.0, timeout / 4))
     if not connector.wait_connected(LINK_TIMEOUT):
         log.warning("worker %d: not every broker answered within %.0fs; serving anyway (links keep retrying)",
                     worker_id, LINK_TIMEOUT)

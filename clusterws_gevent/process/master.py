@@ -21,6 +21,7 @@ import os
 import secrets
 import signal
 import socket
+import tempfile
 import time
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
@@ -58,12 +59,14 @@ _HANDLED = {signal.SIGTERM: "TERM", signal.SIGINT: "INT", signal.SIGHUP: "HUP", 
 class Child:
     """A forked process: a worker (``slot`` = worker id) or a broker (``slot`` = its port)."""
 
-    __slots__ = ("kind", "slot", "pid", "started", "ready", "stopping", "announce")
+    __slots__ = ("kind", "slot", "pid", "started", "ready", "stopping", "announce", "heartbeat", "hung")
 
-    def __init__(self, kind: str, slot: int, pid: int) -> None:
+    def __init__(self, kind: str, slot: int, pid: int, heartbeat: Any = None) -> None:
         self.kind = kind
         self.slot = slot
         self.pid = pid
+        self.heartbeat = heartbeat  # an unlinked file the worker touches (None for brokers)
+        self.hung = False  # killed by the master for giving no sign of life
         self.started = time.monotonic()
         self.ready = False
         self.stopping = False  # we asked it to stop: its exit is expected
@@ -90,6 +93,7 @@ class Master:
         self.worker_count = scale.workers
         self.broker_ports = list(scale.default.brokers_ports or ())
         self.restart_on_fail = scale.restart_on_fail
+        self.worker_timeout = scale.worker_timeout
         self.key = secrets.token_bytes(32)  # the cluster key: only our children know it
         self.children: Dict[int, Child] = {}
         self.events: Queue[Tuple[Any, ...]] = Queue()
@@ -117,14 +121,17 @@ class Master:
                 self._spawn("worker", worker_id)
             self._wait_ready("worker")
             self._log_ready()
+            checked = time.monotonic()
             while not self._stopping:
                 try:
                     # a timeout keeps a timer in the loop: child and signal watchers do not
                     # keep gevent's hub alive, and a bare get() would end in LoopExit
-                    event = self.events.get(timeout=1.0)
+                    self._dispatch(self.events.get(timeout=1.0))
                 except gevent.queue.Empty:
-                    continue
-                self._dispatch(event)
+                    pass
+                if time.monotonic() - checked >= 1.0:
+                    checked = time.monotonic()
+                    self._check_heartbeats()
             return 0
         except HaltServer as exc:
             self.log.error("stopping: %s", exc.reason)
@@ -189,17 +196,19 @@ class Master:
 
     def _spawn(self, kind: str, slot: int) -> Child:
         ready_r, ready_w = os.pipe()
+        # lives as long as the worker; closed in _reap
+        heartbeat = tempfile.TemporaryFile() if kind == "worker" and self.worker_timeout else None  # noqa: SIM115
         pid = gevent.os.fork_and_watch(self._exited)
         if pid == 0:  # the child; gevent re-initialised its hub in fork
             os.close(ready_r)
-            os._exit(self._child_main(kind, slot, ready_w))
+            os._exit(self._child_main(kind, slot, ready_w, heartbeat.fileno() if heartbeat else -1))
         os.close(ready_w)
-        child = self.children[pid] = Child(kind, slot, pid)
+        child = self.children[pid] = Child(kind, slot, pid, heartbeat)
         self._tasks.add(gevent.spawn(self._watch_ready, pid, ready_r))
         self.log.debug("started %s, PID %d", child.name, pid)
         return child
 
-    def _child_main(self, kind: str, slot: int, ready_w: int) -> int:
+    def _child_main(self, kind: str, slot: int, ready_w: int, heartbeat_fd: int) -> int:
         code = 1
         try:
             for task in list(self._tasks):
@@ -207,7 +216,7 @@ class Master:
             for handler in self._signal_handlers:
                 handler.cancel()
             os.close(self._lifeline_w)  # only the master holds it: its death is our EOF
-            context = ChildContext(ready_w, self._lifeline_r, self.key, self.log)
+            context = ChildContext(ready_w, self._lifeline_r, self.key, self.log, heartbeat_fd)
             if kind == "broker":
                 if self.listener is not None:
                     self.listener.close()
@@ -248,15 +257,36 @@ class Master:
             if self._stopping:
                 raise HaltServer("stopped while starting", 0)
 
+    def _check_heartbeats(self) -> None:
+        """Kill a worker whose event loop stopped beating (gunicorn's murder_workers)."""
+        if not self.worker_timeout:
+            return
+        now = time.time()
+        for child in self._alive("worker"):
+            if child.heartbeat is None or not child.ready:
+                continue
+            silent = now - os.fstat(child.heartbeat.fileno()).st_mtime
+            if silent > self.worker_timeout:
+                self.log.error("%s (PID %d) gave no sign of life for %.0fs (a listener blocking its event loop?); "
+                               "killing it", child.name, child.pid, silent)
+                child.hung = True
+                try:
+                    os.kill(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def _reap(self, pid: int, status: int) -> None:
         child = self.children.pop(pid, None)
         if child is None:
             return
+        if child.heartbeat is not None:
+            child.heartbeat.close()
         if child.stopping or self._stopping:
             self.log.info("%s (PID %d) exited", child.name, pid)
             return
         level = self.log.error if os.WIFSIGNALED(status) else self.log.warning
-        level("%s (PID %d) died: %s", child.name, pid, describe_status(status))
+        how = "killed for giving no sign of life" if child.hung else describe_status(status)
+        level("%s (PID %d) died: %s", child.name, pid, how)
         if not self.restart_on_fail:
             self.log.error("%s is not restarted (restart_on_fail is off)", child.name)
             if not self._alive("worker"):

@@ -48,6 +48,11 @@ def worker(w):
         socket.on("channels", lambda data: socket.send("channels", sorted(socket.channels)))
         socket.on("to-workers", lambda message: wss.publish_to_workers(message))
         socket.on("burst", lambda data: [wss.publish(data["channel"], i) for i in range(data["count"])])
+
+        @socket.on("hang")
+        def hang(data):
+            while True:  # CPU-bound forever: the worker's event loop never runs again
+                pass
         if query.get("fake_config"):
             # a configuration message promising pings that never come (client watchdog test)
             socket.send('["s","c",{"autoPing":true,"pingInterval":200}]')

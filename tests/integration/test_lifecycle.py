@@ -70,6 +70,24 @@ def test_tls_serves_https_and_wss_on_one_port(serve, certificate):
         assert sorted(p.rstrip("0123456789") for p in payloads) == ["a" * 200000] * 5 + ["b" * 200000] * 5
 
 
+def test_an_sslcontext_is_used_as_given_even_without_monkey_patching(serve, certificate):
+    # the script does not patch: the server must still wrap sockets cooperatively
+    import sys
+
+    from clusterws_gevent.testing import free_port
+
+    certfile, keyfile, client_context = certificate
+    port = free_port()
+    serve(port=port, command=[sys.executable, "-m", "apps.run_tls_context", str(port)],
+          env={"TEST_CERT": certfile, "TEST_KEY": keyfile})
+    with WSClient(port, tls=client_context) as a, WSClient(port, tls=client_context) as b:
+        a.recv_json()
+        b.recv_json()
+        a.emit("echo", "one")
+        b.emit("echo", "two")
+        assert (a.recv_event("echo"), b.recv_event("echo")) == ("one", "two")
+
+
 def test_verify_connection_sees_a_secure_connection(serve, certificate):
     certfile, keyfile, client_context = certificate
     server = serve("apps.basic:worker", "--certfile", certfile, "--keyfile", keyfile, env={"TEST_VERIFY": "accept"})

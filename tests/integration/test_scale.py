@@ -275,3 +275,16 @@ def test_ttin_adds_a_worker_and_ttou_removes_one(serve_cluster):
     wait_until(lambda: not alive(new_pid), timeout=10)
     server.signal(signal.SIGTTOU)
     server.wait_for_log("SIGTTOU: keeping the last worker")
+
+
+def test_a_worker_whose_event_loop_hangs_is_killed_and_replaced(serve_cluster):
+    server = serve_cluster("apps.pubsub:worker", "--restart-on-fail", "--worker-timeout", "1.5", workers=2, brokers=1)
+    (hung_pid, hung), (other_pid, other) = on_each_worker(server).items()
+    with hung, other:
+        hung.emit("hang")
+        log = server.wait_for_log("(restarted)", timeout=15)
+        assert re.search(rf"worker \d \(PID {hung_pid}\) gave no sign of life for \d+s", log)
+        assert re.search(rf"worker \d \(PID {hung_pid}\) died: killed for giving no sign of life", log)
+        other.emit("echo", "unaffected")
+        assert other.recv_event("echo") == "unaffected"
+    assert not alive(hung_pid)
