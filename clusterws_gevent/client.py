@@ -272,6 +272,8 @@ class Client(_Emitter):
             with self._lock:
                 proto.send_close(code, reason)
                 self._flush(proto)
+        if self._reader is gevent.getcurrent():
+            return  # called from a listener: the reader finishes the close handshake itself
         if self._reader is not None:
             self._reader.join(timeout)
             if not self._reader.dead:

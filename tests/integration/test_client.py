@@ -149,3 +149,15 @@ def test_many_clients_in_one_process_share_the_hub(serve):
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_listener_may_close_its_own_client(serve):
+    server = serve("apps.pubsub:worker", "--no-auto-ping")
+    client = Client(url(server))
+    closed = []
+    client.on("close", lambda code, reason: closed.append(code))
+    client.on("echo", lambda data: client.close(4000, "done"))
+    client.send("echo", "bye")
+    wait_until(lambda: closed)
+    assert closed == [4000] and client.ready_state == 3
+    assert server.wait_event("close")[0]["code"] == 4000
