@@ -38,6 +38,7 @@ from websockets.uri import parse_uri
 
 from .exceptions import ClusterWSError, ConnectionClosedError
 from .protocol.messages import PING, PONG, decode_message, encode_emit, encode_json
+from .websocket.socket import add_listener
 
 __all__ = ["Client", "Channel", "ConnectError"]
 
@@ -59,10 +60,7 @@ class _Emitter:
 
     def on(self, event: str, listener: Optional[Listener] = None) -> Any:
         """Call ``listener`` on ``event``; without a listener, a decorator."""
-        if listener is None:
-            return lambda fn: self.on(event, fn)
-        self._listeners.setdefault(event, []).append(listener)
-        return listener
+        return add_listener(self._listeners.setdefault(event, []), listener, f"listener of {event!r}")
 
     def _emit(self, event: str, *args: Any) -> bool:
         listeners = self._listeners.get(event)

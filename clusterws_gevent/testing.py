@@ -286,11 +286,11 @@ def check_delivery_order(urls: Sequence[str], *, messages: int = 100_000, publis
             gevent.joinall([gevent.spawn(publish, p, per_publisher, sent // publishers) for p in range(publishers)],
                            raise_error=True)
             sent += per_publisher * publishers
-            deadline = time.monotonic() + timeout
-            while any(log.received < want for log, want in zip(logs, expected)):
-                if time.monotonic() > deadline:
-                    return OrderReport(logs, expected, sent, time.monotonic() - started)
-                gevent.sleep(0.005)
+            try:
+                wait_until(lambda: all(log.received >= want for log, want in zip(logs, expected)), timeout,
+                           interval=0.005, message="every subscriber got its messages")
+            except TimeoutError:
+                return OrderReport(logs, expected, sent, time.monotonic() - started)
         return OrderReport(logs, expected, sent, time.monotonic() - started)
     finally:
         for client in clients:

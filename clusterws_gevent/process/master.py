@@ -123,12 +123,9 @@ class Master:
             self._log_ready()
             checked = time.monotonic()
             while not self._stopping:
-                try:
-                    # a timeout keeps a timer in the loop: child and signal watchers do not
-                    # keep gevent's hub alive, and a bare get() would end in LoopExit
-                    self._dispatch(self.events.get(timeout=1.0))
-                except gevent.queue.Empty:
-                    pass
+                event = self._next_event(time.monotonic() + 1.0)
+                if event is not None:
+                    self._dispatch(event)
                 if time.monotonic() - checked >= 1.0:
                     checked = time.monotonic()
                     self._check_heartbeats()
@@ -173,6 +170,20 @@ class Master:
     def _log_line(self, child: Child, note: str = "") -> None:
         what = "Broker on" if child.kind == "broker" else "Worker"
         self.log.info(">>> %s: %d, PID: %d%s", what, child.slot, child.pid, note)
+
+    def _next_event(self, deadline: float) -> Optional[Tuple[Any, ...]]:
+        """The next queued event, or None once ``deadline`` (monotonic) has passed.
+
+        Waiting with a timeout also keeps a timer in gevent's loop: child and signal
+        watchers do not keep the hub alive, and a bare get() would end in LoopExit."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            event: Tuple[Any, ...] = self.events.get(timeout=remaining)
+        except gevent.queue.Empty:
+            return None
+        return event
 
     def _dispatch(self, event: Tuple[Any, ...]) -> None:
         kind = event[0]
@@ -242,13 +253,9 @@ class Master:
         """Handle events until every process of ``kind`` is ready (or one fails to start)."""
         deadline = time.monotonic() + READY_TIMEOUT
         while not all(c.ready for c in self._alive(kind)):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            event = self._next_event(deadline)
+            if event is None:
                 raise HaltServer(f"{kind}s not ready within {READY_TIMEOUT:.0f}s", 1)
-            try:
-                event = self.events.get(timeout=remaining)
-            except gevent.queue.Empty:
-                continue
             if event[0] == "exit" and event[1] in self.children:
                 child = self.children.pop(event[1])
                 code = BROKER_BOOT_ERROR if kind == "broker" else WORKER_BOOT_ERROR
@@ -311,13 +318,9 @@ class Master:
         """Handle events until ``children`` have exited; False if some outlived ``timeout``."""
         deadline = time.monotonic() + timeout
         while any(c.pid in self.children for c in children):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            event = self._next_event(deadline)
+            if event is None:
                 return False
-            try:
-                event = self.events.get(timeout=remaining)
-            except gevent.queue.Empty:
-                continue
             if event[0] == "exit":
                 self._reap(event[1], event[2])
             elif event[0] == "ready":
@@ -364,10 +367,9 @@ class Master:
         for old in sorted(self._alive("worker"), key=lambda c: c.slot):
             new = self._spawn("worker", old.slot)
             deadline = time.monotonic() + READY_TIMEOUT
-            while not new.ready and new.pid in self.children and time.monotonic() < deadline:
-                try:
-                    event = self.events.get(timeout=deadline - time.monotonic())
-                except gevent.queue.Empty:
+            while not new.ready and new.pid in self.children:
+                event = self._next_event(deadline)
+                if event is None:
                     break
                 self._dispatch(event)
                 if self._stopping:

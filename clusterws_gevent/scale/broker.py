@@ -21,12 +21,25 @@ from ..log import Log
 from ..protocol import broker_wire as wire
 from ..websocket.outbox import Outbox
 
-__all__ = ["Broker", "HELLO_TIMEOUT", "LINK_OUTBOX"]
+__all__ = ["Broker", "recv_frames", "HELLO_TIMEOUT", "LINK_OUTBOX"]
 
 #: Seconds a connecting process has to send HELLO with the key.
 HELLO_TIMEOUT = 5.0
 #: Bytes a worker link may have waiting before the broker drops the link (the worker reconnects).
 LINK_OUTBOX = 64 << 20
+
+
+def recv_frames(sock: Any, parser: wire.FrameParser) -> List[Tuple[int, bytes]]:
+    """Read ``sock`` until ``parser`` completes at least one frame; [] at the end of the stream.
+
+    The first message of a link (HELLO, or WELCOME in return) is read with it."""
+    frames: List[Tuple[int, bytes]] = []
+    while not frames:
+        data = sock.recv(4096)
+        if not data:
+            return []
+        frames = parser.feed(data)
+    return frames
 
 
 class _Link:
@@ -113,11 +126,7 @@ class Broker:
         """Read HELLO, check the key; the link, or None (refused, logged)."""
         frames: List[Tuple[int, bytes]] = []
         with gevent.Timeout(HELLO_TIMEOUT, False):
-            while not frames:
-                data = sock.recv(4096)
-                if not data:
-                    return None
-                frames = parser.feed(data)
+            frames = recv_frames(sock, parser)
         if not frames or frames[0][0] != wire.HELLO:
             self.log.warning("broker %d: %s sent no HELLO; refused", self.port, address)
             return None

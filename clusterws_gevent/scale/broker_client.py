@@ -21,6 +21,7 @@ from ..log import Log
 from ..protocol import broker_wire as wire
 from ..pubsub.connector import Connector
 from ..websocket.outbox import Outbox
+from .broker import recv_frames
 
 __all__ = ["BrokerLink", "BrokerConnector", "RECONNECT_MIN", "RECONNECT_MAX", "ACK_TIMEOUT"]
 
@@ -108,12 +109,9 @@ class BrokerLink:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(wire.encode_hello(self.worker_id, self.key))
         parser = wire.FrameParser()
-        frames: List[Any] = []
-        while not frames:
-            data = sock.recv(4096)
-            if not data:
-                raise OSError("the broker refused the cluster key or closed the link")
-            frames = parser.feed(data)
+        frames = recv_frames(sock, parser)
+        if not frames:
+            raise OSError("the broker refused the cluster key or closed the link")
         if frames[0][0] != wire.WELCOME:
             raise ProtocolError("the broker did not answer WELCOME")
         sock.settimeout(None)
