@@ -101,6 +101,7 @@ class Master:
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._delays: Dict[Tuple[str, int], float] = {}
         self._stopping = False
+        self._reloading = False
         self._signal_handlers: List[Any] = []
         # The master's own greenlets: a forked child inherits them and must kill them
         # (one reading a sibling's ready pipe would swallow that sibling's ready byte).
@@ -363,8 +364,20 @@ class Master:
 
     def handle_hup(self) -> None:
         """Replace the workers one at a time (rolling reload)."""
+        if self._reloading:
+            self.log.info("SIGHUP: a reload is already under way; ignored")
+            return
+        self._reloading = True
+        try:
+            self._reload()
+        finally:
+            self._reloading = False
+
+    def _reload(self) -> None:
         self.log.info("SIGHUP: replacing %d worker(s) one at a time", len(self._alive("worker")))
         for old in sorted(self._alive("worker"), key=lambda c: c.slot):
+            if self._stopping:  # a stop came during the reload: replace no more
+                return
             new = self._spawn("worker", old.slot)
             deadline = time.monotonic() + READY_TIMEOUT
             while not new.ready and new.pid in self.children:
