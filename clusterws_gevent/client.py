@@ -37,6 +37,7 @@ from websockets.protocol import CLOSED, CLOSING, OPEN
 from websockets.uri import parse_uri
 
 from .exceptions import ClusterWSError, ConnectionClosedError
+from .net.fairness import MESSAGE_COST, ReadBudget
 from .protocol.messages import PING, PONG, decode_message, encode_emit, encode_json
 from .websocket.socket import add_listener
 
@@ -370,16 +371,19 @@ class Client(_Emitter):
 
     def _read_loop(self, proto: ClientProtocol, sock: Any) -> None:
         code, reason = 1006, ""
+        spend = ReadBudget().spend
         try:
             events, self._pending_events = self._pending_events, []
             while True:
                 for frame in events:
                     self._handle_frame(frame)
+                    spend(MESSAGE_COST)
                 with self._lock:
                     self._flush(proto)
                 if proto.state is CLOSED:
                     break
                 data = sock.recv(65536)
+                spend(len(data))
                 if data:
                     proto.receive_data(data)
                 else:

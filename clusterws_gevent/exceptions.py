@@ -10,6 +10,7 @@
     │   ├── InvalidData                     invalid UTF-8 in a text message (1007)
     │   └── MessageTooBig                   a message over ``max_message_size`` (1009)
     ├── IncorrectMessage                    a frame that is not a ClusterWS message
+    ├── BrokerAuthError                     a broker's address answered without our cluster key
     └── ConnectionClosedError               a write to a socket that is no longer open
 
     HaltServer (BaseException)              a process must exit with ``exit_code``
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidData",
     "MessageTooBig",
     "IncorrectMessage",
+    "BrokerAuthError",
     "ConnectionClosedError",
     "HaltServer",
 ]
@@ -70,6 +72,11 @@ class HandshakeError(ClusterWSError):
         super().__init__(message)
         self.status = status
         self.headers = headers or []
+
+
+class BrokerAuthError(ClusterWSError):
+    """The process at a broker's address did not prove it holds the cluster key
+    (another process took the address): the worker sends it nothing."""
 
 
 class ProtocolError(ClusterWSError):

@@ -128,6 +128,22 @@ def _ws_path(name: str, value: Any) -> Optional[str]:
     return path
 
 
+def _origins(name: str, value: Any) -> Union[None, str, Tuple[str, ...]]:
+    if value is None or value == "*":
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, bytes) or not hasattr(value, "__iter__"):
+        raise OptionTypeError(name, f"must be '*' or a list of origins, got {value!r}")
+    origins = tuple(value)
+    if origins == ("*",):  # the command line gives a list
+        return "*"
+    for origin in origins:
+        if not isinstance(origin, str) or not re.match(r"^https?://[^/]+$", origin):
+            raise OptionError(name, f"origins are 'scheme://host[:port]' (no path), got {origin!r}")
+    return tuple(origin.lower() for origin in origins)
+
+
 def _callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise OptionTypeError(name, f"must be callable, got {value!r}")
@@ -327,6 +343,18 @@ class WebSocketOptions(OptionGroup):
         "Seconds to wait for the client to finish the close handshake before dropping the connection."))
     middleware_timeout: float = option(10.0, validator=_positive_number, metavar="SECONDS", help=(
         "Seconds verifyConnection and onSubscribe have to call next(); silence refuses (logged)."))
+    allowed_origins: Union[None, str, Tuple[str, ...]] = option(None, validator=_origins, metavar="ORIGIN,ORIGIN",
+                                                               show_default="same origin", help=(
+        "Browser origins allowed to open a WebSocket (cross-site WebSocket hijacking): a list of "
+        "'scheme://host[:port]', or '*' for any; by default only the page's own origin (Origin must match Host). "
+        "Requests without an Origin header (non-browser clients) are accepted; a refused one gets 403."))
+    max_header_bytes: int = option(64 << 10, validator=_positive_int, metavar="BYTES", help=(
+        "Largest total size of an HTTP request's header lines; a larger request gets 431."))
+    max_channel_length: int = option(255, validator=_positive_int, metavar="BYTES", help=(
+        "Longest channel name, in UTF-8 bytes; a longer one is refused (false in the subscribe reply)."))
+    max_channels_per_socket: int = option(1000, validator=_positive_int, metavar="COUNT", help=(
+        "Channels one socket may be subscribed to (and names one subscribe request may hold); "
+        "past it, subscriptions are refused."))
 
 
 @dataclass(frozen=True)
@@ -452,16 +480,15 @@ class DefaultScalerOptions(OptionGroup):
 
     brokers: int = option(1, validator=_positive_int, help="Number of broker processes.")
     brokers_ports: Optional[Tuple[int, ...]] = option(None, validator=_ports, metavar="PORT,PORT",
-                                                      show_default="9400, 9401, ...",
-                                                      help="Broker ports, one per broker.")
+                                                      show_default="private Unix sockets", help=(
+        "Loopback ports of the brokers, one per broker; by default each broker listens on a Unix socket in "
+        "a directory only this user can enter (no two apps collide, no other user can reach or squat it)."))
     horizontal_scale_options: Optional[HorizontalScaleOptions] = option(None, cli=None, inner=HorizontalScaleOptions,
                                                                         validator=lambda n, v: (
         None if v is None else HorizontalScaleOptions.coerce(n, v)), help="Scaling across machines.")
 
     def _check(self) -> None:
-        if self.brokers_ports is None:
-            object.__setattr__(self, "brokers_ports", tuple(9400 + i for i in range(self.brokers)))
-        elif len(self.brokers_ports) != self.brokers:
+        if self.brokers_ports is not None and len(self.brokers_ports) != self.brokers:
             raise OptionError(self._path + "brokers_ports",
                               f"Number of broker ports is not the same as number of brokers "
                               f"({len(self.brokers_ports)} ports for {self.brokers} brokers)")

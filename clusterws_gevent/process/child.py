@@ -16,6 +16,7 @@ from gevent.socket import wait_read
 
 from ..exceptions import HaltServer
 from ..log import Log
+from ..net.sockets import Address, describe
 from ..options import Options
 from ..scale.broker import Broker
 from ..scale.broker_client import BrokerConnector
@@ -99,11 +100,11 @@ class ChildContext:
 
 
 def run_worker_process(context: ChildContext, options: Options, worker_id: int, listener: Any,
-                       broker_ports: List[int]) -> int:
+                       broker_addresses: List[Address]) -> int:
     """A worker: its servers, joined to every broker. Returns the exit code."""
     reset_socket_ids()
     log = context.log
-    connector = BrokerConnector(broker_ports, context.key, worker_id, log)
+    connector = BrokerConnector(broker_addresses, context.key, worker_id, log)
     try:
         worker = Worker(options, log, connector, listener=listener, worker_id=worker_id)
         worker.server.max_accept = 1  # spread connections over the workers (gunicorn does the same)
@@ -124,18 +125,18 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     return 0
 
 
-def run_broker_process(context: ChildContext, port: int) -> int:
-    """A broker on ``port``. Returns the exit code."""
-    broker = Broker(port, context.key, context.log)
+def run_broker_process(context: ChildContext, address: Address) -> int:
+    """A broker on ``address``. Returns the exit code."""
+    broker = Broker(address, context.key, context.log)
     try:
         broker.start()
     except OSError as exc:
-        context.log.error("broker cannot listen on port %d: %s", port, exc.strerror or exc)
+        context.log.error("broker cannot listen on %s: %s", describe(address), exc.strerror or exc)
         return BROKER_BOOT_ERROR
     context.ready()
     # Ctrl-C reaches the whole process group: a broker ignores SIGINT and stops when the
     # master says so (SIGTERM), after the workers have closed their WebSockets.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    context.wait_for_stop(f"broker {port}", (signal.SIGTERM,))
+    context.wait_for_stop(f"broker {describe(address)}", (signal.SIGTERM,))
     broker.stop(wait_for_workers=GRACEFUL_TIMEOUT + 1)
     return 0

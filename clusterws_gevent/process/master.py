@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import tempfile
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import gevent
 import gevent.os
@@ -34,6 +35,7 @@ from gevent.socket import wait_read
 from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
+from ..net.sockets import Address
 from ..options import Options
 from .child import BROKER_BOOT_ERROR, ChildContext, run_broker_process, run_worker_process
 from .single import GRACEFUL_TIMEOUT, warn_unless_patched
@@ -56,12 +58,16 @@ _HANDLED = {signal.SIGTERM: "TERM", signal.SIGINT: "INT", signal.SIGHUP: "HUP", 
             signal.SIGTTOU: "TTOU"}
 
 
+#: A child's place: a worker's id, or a broker's address.
+Slot = Union[int, Address]
+
+
 class Child:
-    """A forked process: a worker (``slot`` = worker id) or a broker (``slot`` = its port)."""
+    """A forked process: a worker (``slot`` = worker id) or a broker (``slot`` = its address)."""
 
     __slots__ = ("kind", "slot", "pid", "started", "ready", "stopping", "announce", "heartbeat", "hung")
 
-    def __init__(self, kind: str, slot: int, pid: int, heartbeat: Any = None) -> None:
+    def __init__(self, kind: str, slot: Slot, pid: int, heartbeat: Any = None) -> None:
         self.kind = kind
         self.slot = slot
         self.pid = pid
@@ -91,7 +97,9 @@ class Master:
         self.log = log
         scale = options.scale_options
         self.worker_count = scale.workers
-        self.broker_ports = list(scale.default.brokers_ports or ())
+        self.broker_addresses: List[Address] = list(scale.default.brokers_ports or ())
+        self.broker_count = scale.default.brokers
+        self._runtime_dir: Optional[str] = None
         self.restart_on_fail = scale.restart_on_fail
         self.worker_timeout = scale.worker_timeout
         self.key = secrets.token_bytes(32)  # the cluster key: only our children know it
@@ -99,7 +107,7 @@ class Master:
         self.events: Queue[Tuple[Any, ...]] = Queue()
         self.listener: Optional[socket.socket] = None
         self._lifeline_r, self._lifeline_w = os.pipe()
-        self._delays: Dict[Tuple[str, int], float] = {}
+        self._delays: Dict[Tuple[str, Slot], float] = {}
         self._stopping = False
         self._reloading = False
         self._signal_handlers: List[Any] = []
@@ -115,8 +123,10 @@ class Master:
                                  for sig, name in _HANDLED.items()]
         try:
             self.listener = self._bind()
-            for port in self.broker_ports:
-                self._spawn("broker", port)
+            if not self.broker_addresses:
+                self.broker_addresses = self._private_broker_addresses()
+            for address in self.broker_addresses:
+                self._spawn("broker", address)
             self._wait_ready("broker")
             for worker_id in range(1, self.worker_count + 1):
                 self._spawn("worker", worker_id)
@@ -138,6 +148,15 @@ class Master:
             self._stop_children()
             for handler in self._signal_handlers:
                 handler.cancel()
+            if self._runtime_dir is not None:
+                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+
+    def _private_broker_addresses(self) -> List[Address]:
+        """Unix sockets in a directory only this user can enter (mkdtemp makes it 0700):
+        no other app's brokers collide with ours, and no other user's process can take
+        or reach a broker's address. Removed when the master exits."""
+        self._runtime_dir = tempfile.mkdtemp(prefix="clusterws-")
+        return [os.path.join(self._runtime_dir, f"broker-{index}.sock") for index in range(1, self.broker_count + 1)]
 
     def _bind(self) -> socket.socket:
         """The listening socket every worker shares (accepts are spread with max_accept=1).
@@ -163,14 +182,14 @@ class Master:
     def _log_ready(self) -> None:
         """One line per process, as the seed prints them."""
         self.log.info(">>> Master on: %d, PID: %d (Mode.Scale, %d worker(s), %d broker(s))", self.options.port,
-                      os.getpid(), self.worker_count, len(self.broker_ports))
+                      os.getpid(), self.worker_count, len(self.broker_addresses))
         for kind in ("broker", "worker"):
             for child in sorted(self._alive(kind), key=lambda c: c.slot):
                 self._log_line(child)
 
     def _log_line(self, child: Child, note: str = "") -> None:
         what = "Broker on" if child.kind == "broker" else "Worker"
-        self.log.info(">>> %s: %d, PID: %d%s", what, child.slot, child.pid, note)
+        self.log.info(">>> %s: %s, PID: %d%s", what, child.slot, child.pid, note)
 
     def _next_event(self, deadline: float) -> Optional[Tuple[Any, ...]]:
         """The next queued event, or None once ``deadline`` (monotonic) has passed.
@@ -206,7 +225,7 @@ class Master:
     def _alive(self, kind: str) -> List[Child]:
         return [c for c in self.children.values() if c.kind == kind and not c.stopping]
 
-    def _spawn(self, kind: str, slot: int) -> Child:
+    def _spawn(self, kind: str, slot: Slot) -> Child:
         ready_r, ready_w = os.pipe()
         # lives as long as the worker; closed in _reap
         heartbeat = tempfile.TemporaryFile() if kind == "worker" and self.worker_timeout else None  # noqa: SIM115
@@ -220,7 +239,7 @@ class Master:
         self.log.debug("started %s, PID %d", child.name, pid)
         return child
 
-    def _child_main(self, kind: str, slot: int, ready_w: int, heartbeat_fd: int) -> int:
+    def _child_main(self, kind: str, slot: Slot, ready_w: int, heartbeat_fd: int) -> int:
         code = 1
         try:
             for task in list(self._tasks):
@@ -234,9 +253,9 @@ class Master:
                     self.listener.close()
                 code = run_broker_process(context, slot)
             else:
-                code = run_worker_process(context, self.options, slot, self.listener, self.broker_ports)
+                code = run_worker_process(context, self.options, int(slot), self.listener, self.broker_addresses)
         except BaseException:  # noqa: B036 - a child must never return into the master's code
-            self.log.exception("%s %d failed", kind, slot)
+            self.log.exception("%s %s failed", kind, slot)
         return code
 
     def _exited(self, watcher: Any) -> None:
@@ -396,7 +415,7 @@ class Master:
 
     def handle_ttin(self) -> None:
         """One worker more."""
-        worker_id = max((c.slot for c in self._alive("worker")), default=0) + 1
+        worker_id = max((int(c.slot) for c in self._alive("worker")), default=0) + 1
         self.worker_count += 1
         child = self._spawn("worker", worker_id)
         child.announce = " (added)"

@@ -6,12 +6,25 @@ payload; big-endian). Strings are ``u16 length | UTF-8``; message lists are
 encoded once by the publishing worker; a broker forwards a PUBLISH frame as it
 received it, byte for byte.
 
-A connection starts with HELLO (the cluster key and the worker's id); the broker
-answers WELCOME, or closes the connection if the key is wrong.
+A connection starts with a mutual challenge-response over the cluster key, which
+never crosses the wire (a process that only listens on a broker's port, or only
+connects to one, learns nothing it can use):
+
+1. worker -> broker  HELLO: protocol version, worker id, a fresh 32-byte nonce Nw;
+2. broker -> worker  CHALLENGE: a fresh nonce Nb and HMAC-SHA256(key, "broker" Nw Nb);
+3. the worker checks the broker's proof (constant-time) before it sends anything else;
+   worker -> broker  PROOF: HMAC-SHA256(key, "worker" Nb Nw id);
+4. broker -> worker  WELCOME, once the worker's proof checks; else it closes.
+
+Each side proves itself over the other's fresh nonce, with a different label, so
+neither a recorded handshake nor a reflected one passes. Until the worker's proof
+checks, the broker accepts no frame over :data:`HANDSHAKE_MAX_FRAME` bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
 import struct
 import zlib
 from typing import List, Sequence, Tuple
@@ -19,22 +32,32 @@ from typing import List, Sequence, Tuple
 from ..exceptions import ProtocolError
 
 __all__ = [
-    "HELLO", "WELCOME", "INTEREST", "UNINTEREST", "ACK", "PUBLISH", "WORKERS",
-    "MAX_FRAME", "FrameParser", "encode_hello", "decode_hello", "encode_welcome", "encode_interest",
-    "decode_interest", "encode_uninterest", "decode_names", "encode_ack", "decode_ack", "encode_publish",
-    "decode_publish", "publish_channel", "encode_workers", "decode_workers", "keys_match", "shard",
+    "HELLO", "WELCOME", "INTEREST", "UNINTEREST", "ACK", "PUBLISH", "WORKERS", "CHALLENGE", "PROOF", "VERSION",
+    "NONCE_SIZE", "PROOF_SIZE", "MAX_FRAME", "HANDSHAKE_MAX_FRAME", "FrameParser", "new_nonce", "encode_hello",
+    "decode_hello", "broker_proof", "worker_proof", "encode_challenge", "decode_challenge", "encode_proof",
+    "decode_proof", "encode_welcome", "proofs_match", "encode_interest", "decode_interest", "encode_uninterest",
+    "decode_names", "encode_ack", "decode_ack", "encode_publish", "decode_publish", "publish_channel",
+    "encode_workers", "decode_workers", "shard",
 ]
 
-HELLO = 1  #: worker -> broker: u16 worker id, then the cluster key
-WELCOME = 2  #: broker -> worker: the key was right
+HELLO = 1  #: worker -> broker: u8 version, u16 worker id, the worker's nonce
+WELCOME = 2  #: broker -> worker: the worker proved it holds the key
 INTEREST = 3  #: worker -> broker: u32 request id, then channel names; answered by ACK
 UNINTEREST = 4  #: worker -> broker: channel names
 ACK = 5  #: broker -> worker: u32 request id (the interest is live)
 PUBLISH = 6  #: both ways: a channel and its messages
 WORKERS = 7  #: both ways: one publish_to_workers message
+CHALLENGE = 8  #: broker -> worker: the broker's nonce and its proof
+PROOF = 9  #: worker -> broker: the worker's proof
 
+#: Version of this protocol, in HELLO: a broker refuses a worker of another version.
+VERSION = 1
+#: Bytes of each side's nonce, and of an HMAC-SHA256 proof.
+NONCE_SIZE = PROOF_SIZE = 32
 #: Largest frame accepted (a publish batch of many messages fits; a runaway peer does not).
 MAX_FRAME = 64 << 20
+#: Largest frame accepted before the peer proved it holds the key (the handshake's frames).
+HANDSHAKE_MAX_FRAME = 1 + NONCE_SIZE + PROOF_SIZE
 
 _HEADER = struct.Struct("!IB")
 _U16 = struct.Struct("!H")
@@ -52,12 +75,23 @@ def _string(text: str) -> bytes:
     return _U16.pack(len(data)) + data
 
 
+def _read_u32(frame: bytes, pos: int) -> int:
+    if pos + 4 > len(frame):
+        raise ProtocolError("truncated broker frame")
+    return int(_U32.unpack_from(frame, pos)[0])
+
+
 def _read_string(frame: bytes, pos: int) -> Tuple[str, int]:
+    if pos + 2 > len(frame):
+        raise ProtocolError("truncated string in a broker frame")
     (size,) = _U16.unpack_from(frame, pos)
     end = pos + 2 + size
     if end > len(frame):
         raise ProtocolError("truncated string in a broker frame")
-    return frame[pos + 2 : end].decode("utf-8"), end
+    try:
+        return frame[pos + 2 : end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise ProtocolError("a string in a broker frame is not UTF-8") from None
 
 
 class FrameParser:
@@ -97,25 +131,68 @@ class FrameParser:
         return frames
 
 
-def encode_hello(worker_id: int, key: bytes) -> bytes:
-    """HELLO: who connects, with the cluster key."""
-    return _frame(HELLO, _U16.pack(worker_id) + key)
+def new_nonce() -> bytes:
+    """A fresh random nonce for the handshake."""
+    return os.urandom(NONCE_SIZE)
 
 
-def decode_hello(frame: bytes) -> Tuple[int, bytes]:
-    """(worker id, key) of a HELLO frame."""
-    if len(frame) < 7:
-        raise ProtocolError("truncated HELLO")
-    return _U16.unpack_from(frame, 5)[0], frame[7:]
+def encode_hello(worker_id: int, nonce: bytes) -> bytes:
+    """HELLO: the protocol version, who connects, and the worker's fresh nonce."""
+    return _frame(HELLO, bytes((VERSION,)) + _U16.pack(worker_id) + nonce)
+
+
+def decode_hello(frame: bytes) -> Tuple[int, int, bytes]:
+    """(version, worker id, nonce) of a HELLO frame.
+
+    Raises:
+        ProtocolError: not a HELLO of this size.
+    """
+    if len(frame) != 8 + NONCE_SIZE:
+        raise ProtocolError("malformed HELLO")
+    return frame[5], _U16.unpack_from(frame, 6)[0], frame[8:]
+
+
+def broker_proof(key: bytes, worker_nonce: bytes, broker_nonce: bytes) -> bytes:
+    """The broker's proof that it holds ``key``, over both nonces."""
+    return hmac.new(key, b"broker" + worker_nonce + broker_nonce, hashlib.sha256).digest()
+
+
+def worker_proof(key: bytes, broker_nonce: bytes, worker_nonce: bytes, worker_id: int) -> bytes:
+    """The worker's proof that it holds ``key``, over both nonces and its id."""
+    return hmac.new(key, b"worker" + broker_nonce + worker_nonce + _U16.pack(worker_id), hashlib.sha256).digest()
+
+
+def encode_challenge(broker_nonce: bytes, proof: bytes) -> bytes:
+    """CHALLENGE: the broker's nonce and its proof."""
+    return _frame(CHALLENGE, broker_nonce + proof)
+
+
+def decode_challenge(frame: bytes) -> Tuple[bytes, bytes]:
+    """(broker nonce, broker proof) of a CHALLENGE frame."""
+    if len(frame) != 5 + NONCE_SIZE + PROOF_SIZE:
+        raise ProtocolError("malformed CHALLENGE")
+    return frame[5 : 5 + NONCE_SIZE], frame[5 + NONCE_SIZE :]
+
+
+def encode_proof(proof: bytes) -> bytes:
+    """PROOF: the worker's proof."""
+    return _frame(PROOF, proof)
+
+
+def decode_proof(frame: bytes) -> bytes:
+    """The proof of a PROOF frame."""
+    if len(frame) != 5 + PROOF_SIZE:
+        raise ProtocolError("malformed PROOF")
+    return frame[5:]
 
 
 def encode_welcome() -> bytes:
-    """WELCOME: the key was right."""
+    """WELCOME: the worker's proof checked."""
     return _frame(WELCOME, b"")
 
 
-def keys_match(given: bytes, expected: bytes) -> bool:
-    """Compare cluster keys in constant time."""
+def proofs_match(given: bytes, expected: bytes) -> bool:
+    """Compare proofs in constant time."""
     return hmac.compare_digest(given, expected)
 
 
@@ -139,9 +216,7 @@ def encode_interest(request_id: int, names: Sequence[str]) -> bytes:
 
 def decode_interest(frame: bytes) -> Tuple[int, List[str]]:
     """(request id, names) of an INTEREST frame."""
-    if len(frame) < 9:
-        raise ProtocolError("truncated INTEREST")
-    return _U32.unpack_from(frame, 5)[0], decode_names(frame, 9)
+    return _read_u32(frame, 5), decode_names(frame, 9)
 
 
 def encode_uninterest(names: Sequence[str]) -> bytes:
@@ -156,9 +231,7 @@ def encode_ack(request_id: int) -> bytes:
 
 def decode_ack(frame: bytes) -> int:
     """The request id of an ACK frame."""
-    if len(frame) < 9:
-        raise ProtocolError("truncated ACK")
-    return int(_U32.unpack_from(frame, 5)[0])
+    return _read_u32(frame, 5)
 
 
 def encode_publish(channel: str, messages: Sequence[bytes]) -> bytes:
@@ -178,12 +251,14 @@ def publish_channel(frame: bytes) -> str:
 def decode_publish(frame: bytes) -> Tuple[str, List[bytes]]:
     """(channel, messages) of a PUBLISH frame."""
     channel, pos = _read_string(frame, 5)
-    (count,) = _U32.unpack_from(frame, pos)
+    count = _read_u32(frame, pos)
     pos += 4
     messages = []
-    for _ in range(count):
-        (size,) = _U32.unpack_from(frame, pos)
+    for _ in range(count):  # each message takes at least 4 bytes: bounded by the frame
+        size = _read_u32(frame, pos)
         pos += 4
+        if pos + size > len(frame):
+            raise ProtocolError("malformed PUBLISH frame")
         messages.append(frame[pos : pos + size])
         pos += size
     if pos != len(frame):

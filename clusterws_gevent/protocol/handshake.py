@@ -10,11 +10,13 @@ import base64
 import binascii
 import hashlib
 from http import HTTPStatus
-from typing import Iterable, Mapping, Set, Tuple
+from typing import Iterable, Mapping, Optional, Sequence, Set, Tuple, Union
+from urllib.parse import urlsplit
 
 from ..exceptions import HandshakeError
 
-__all__ = ["GUID", "is_upgrade_request", "check_upgrade", "accept_key", "switching_protocols", "http_response"]
+__all__ = ["GUID", "is_upgrade_request", "check_upgrade", "check_origin", "accept_key", "switching_protocols",
+           "http_response"]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -59,6 +61,52 @@ def check_upgrade(environ: Mapping[str, object]) -> str:
     if len(raw) != 16:
         raise HandshakeError(400, "invalid Sec-WebSocket-Key header")
     return key
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _host_port(netloc: str, scheme: str) -> Optional[Tuple[str, int]]:
+    """``("example.com", 443)`` from ``example.com`` and ``https``; None if malformed."""
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme, 0)
+
+
+def check_origin(environ: Mapping[str, object], allowed: Union[None, str, Sequence[str]]) -> None:
+    """Refuse a browser's upgrade from an origin that may not open a WebSocket here.
+
+    A browser sends ``Origin`` with every WebSocket upgrade, and the user's cookies
+    with it: without this check, any site the user visits could open a socket as the
+    user (cross-site WebSocket hijacking). ``allowed`` is ``"*"`` (any origin), a list
+    of ``scheme://host[:port]``, or None: the same origin only (the Origin's host and
+    port are the request's ``Host``). A request without ``Origin`` does not come from
+    a browser page and is not checked.
+
+    Raises:
+        HandshakeError: 403, naming the origin.
+    """
+    origin = environ.get("HTTP_ORIGIN")
+    if not isinstance(origin, str) or allowed == "*":
+        return
+    normalized = origin.strip().lower().rstrip("/")
+    if allowed is not None:
+        if normalized in allowed:
+            return
+        raise HandshakeError(403, f"origin {origin!r} is not in websocket_options.allowed_origins")
+    scheme, _, netloc = normalized.partition("://")
+    host = environ.get("HTTP_HOST")
+    # The Host's default port is the one of the page's scheme: both name one server.
+    expected = _host_port(host.strip().lower(), scheme) if isinstance(host, str) else None
+    if netloc and expected is not None and _host_port(netloc, scheme) == expected:
+        return
+    raise HandshakeError(403, f"origin {origin!r} is not this server's origin (Host {host!r}); "
+                              "list it in websocket_options.allowed_origins")
 
 
 def accept_key(key: str) -> str:

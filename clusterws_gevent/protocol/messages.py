@@ -46,7 +46,23 @@ def _json_encoder(ensure_ascii: bool) -> Callable[[Any], str]:
 
 _encode_utf8 = _json_encoder(ensure_ascii=False)  # raw UTF-8, shorter than \u escapes
 _encode_ascii = _json_encoder(ensure_ascii=True)
-_decoder = json.JSONDecoder()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+_INF = float("inf")
+# JSON has no NaN or infinities (JavaScript's JSON.stringify cannot write them, and
+# encoding them back would fail later, far from the cause): refused as they arrive.
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _scan = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]  # the C scanner: no regex passes
 
 
@@ -55,6 +71,8 @@ def _decode(text: str) -> Any:
         value, end = _scan(text, 0)
     except StopIteration as exc:
         raise ValueError(f"invalid JSON at character {exc.value}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if end != len(text) and text[end:].strip():
         raise ValueError(f"extra data after the JSON value at character {end}")
     return value

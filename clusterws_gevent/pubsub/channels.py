@@ -1,9 +1,31 @@
 """Which local subscribers each channel has: a pure registry, no I/O."""
 from __future__ import annotations
 
-from typing import Collection, Dict, Generic, Hashable, List, TypeVar
+from typing import Any, Collection, Dict, Generic, Hashable, List, Optional, TypeVar
 
-__all__ = ["ChannelRegistry"]
+__all__ = ["ChannelRegistry", "channel_name_error"]
+
+
+def channel_name_error(name: Any, max_bytes: int) -> Optional[str]:
+    """The rule ``name`` breaks as a channel name, or None if it is a valid one.
+
+    A channel name is a non-empty ``str``, encodable as UTF-8 (no lone surrogates:
+    JSON can carry them, but no broker, Redis or log can), of at most ``max_bytes``
+    bytes (``websocket_options.max_channel_length``).
+    """
+    if not isinstance(name, str):
+        return "a channel name must be a string"
+    if not name:
+        return "a channel name must not be empty"
+    if len(name) > max_bytes:  # every character is at least one byte
+        return f"longer than max_channel_length ({max_bytes} bytes)"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not encodable as UTF-8 (a lone surrogate)"
+    if size > max_bytes:
+        return f"longer than max_channel_length ({max_bytes} bytes)"
+    return None
 
 M = TypeVar("M", bound=Hashable)
 

@@ -10,14 +10,16 @@ never silent.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import gevent
 from gevent import get_hub, socket
 from gevent.event import Event
 
-from ..exceptions import ProtocolError
+from ..exceptions import BrokerAuthError, ProtocolError
 from ..log import Log
+from ..net.fairness import MESSAGE_COST, ReadBudget
+from ..net.sockets import Address, connect, describe
 from ..protocol import broker_wire as wire
 from ..pubsub.connector import Connector
 from ..websocket.outbox import Outbox
@@ -39,7 +41,7 @@ class BrokerLink:
     """A worker's connection to one broker.
 
     Args:
-        port: the broker's port (on ``host``).
+        address: the broker's address (a Unix socket path, or a port on loopback).
         key: the cluster key.
         worker_id: this worker's number (for the broker's logs).
         on_publish: called with (channel, messages) a broker forwards.
@@ -47,10 +49,11 @@ class BrokerLink:
         log: where to log.
     """
 
-    def __init__(self, port: int, key: bytes, worker_id: int, on_publish: Callable[[str, List[bytes]], None],
-                 on_workers: Callable[[bytes], None], log: Log, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, address: Address, key: bytes, worker_id: int, on_publish: Callable[[str, List[bytes]], None],
+                 on_workers: Callable[[bytes], None], log: Log) -> None:
+        self.address = address
+        #: How logs name this link (the broker's port or path).
+        self.name = describe(address)
         self.key = key
         self.worker_id = worker_id
         self.log = log
@@ -92,11 +95,15 @@ class BrokerLink:
                 self._connect()
                 delay = RECONNECT_MIN
                 self._read()
+            except BrokerAuthError as exc:
+                self.log.error("broker link %s: %s; refused, retrying in %.2fs", self.name, exc, delay)
             except (OSError, ProtocolError, gevent.Timeout) as exc:
                 if self.connected.is_set():
-                    self.log.warning("broker link %d lost (%s); reconnecting", self.port, exc)
+                    self.log.warning("broker link %s lost (%s); reconnecting", self.name, exc)
                 else:
-                    self.log.debug("broker link %d: cannot connect (%s); retrying in %.2fs", self.port, exc, delay)
+                    self.log.debug("broker link %s: cannot connect (%s); retrying in %.2fs", self.name, exc, delay)
+            except Exception:  # a bug must not end the link for good: pub/sub through it would be dead
+                self.log.exception("broker link %s failed; reconnecting in %.2fs", self.name, delay)
             finally:
                 self._close()
             if self._stopped:
@@ -105,15 +112,12 @@ class BrokerLink:
             delay = min(delay * 2, RECONNECT_MAX)
 
     def _connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=2.0)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(wire.encode_hello(self.worker_id, self.key))
-        parser = wire.FrameParser()
-        frames = recv_frames(sock, parser)
-        if not frames:
-            raise OSError("the broker refused the cluster key or closed the link")
-        if frames[0][0] != wire.WELCOME:
-            raise ProtocolError("the broker did not answer WELCOME")
+        sock = connect(self.address, timeout=2.0)
+        try:
+            parser, frames = self._authenticate(sock)
+        except BaseException:
+            sock.close()
+            raise
         sock.settimeout(None)
         self._sock, self._parser = sock, parser
         self._outbox = Outbox(sock, LINK_OUTBOX, self._overflow, lambda exc: self._close())
@@ -124,22 +128,51 @@ class BrokerLink:
             self._declare(list(self.interests))
         self.connected.set()
         if self.dropped:
-            self.log.warning("broker link %d: back; %d message(s) were dropped while it was down",
-                             self.port, self.dropped)
+            self.log.warning("broker link %s: back; %d message(s) were dropped while it was down",
+                             self.name, self.dropped)
             self.dropped = 0
         else:
-            self.log.debug("broker link %d: connected", self.port)
-        for kind, frame in frames[1:]:
+            self.log.debug("broker link %s: connected", self.name)
+        for kind, frame in frames:  # what the broker sent right after WELCOME
             self._dispatch(kind, frame)
+
+    def _authenticate(self, sock: Any) -> Tuple[wire.FrameParser, List[Tuple[int, bytes]]]:
+        """The handshake (``protocol/broker_wire.py``): nothing but HELLO is sent before the
+        broker proved it holds the key, so a process squatting its address learns nothing.
+
+        Raises:
+            BrokerAuthError: the peer is not our broker.
+            OSError: the link broke (the broker refused our proof and closed it).
+        """
+        worker_nonce = wire.new_nonce()
+        sock.sendall(wire.encode_hello(self.worker_id, worker_nonce))
+        parser = wire.FrameParser(wire.HANDSHAKE_MAX_FRAME)
+        frames = recv_frames(sock, parser)
+        if not frames:
+            raise OSError("the broker closed the link during the handshake")
+        if frames[0][0] != wire.CHALLENGE:
+            raise BrokerAuthError(f"the peer at {self.name} did not answer the handshake; it is not our broker")
+        broker_nonce, proof = wire.decode_challenge(frames[0][1])
+        if not wire.proofs_match(proof, wire.broker_proof(self.key, worker_nonce, broker_nonce)):
+            raise BrokerAuthError(f"the peer at {self.name} does not hold the cluster key; it is not our broker")
+        parser.max_frame = wire.MAX_FRAME  # the broker proved itself: its frames may be large
+        sock.sendall(wire.encode_proof(wire.worker_proof(self.key, broker_nonce, worker_nonce, self.worker_id)))
+        frames = frames[1:] or recv_frames(sock, parser)
+        if not frames or frames[0][0] != wire.WELCOME:
+            raise OSError("the broker refused our proof or closed the link")
+        return parser, frames[1:]
 
     def _read(self) -> None:
         sock, parser = self._sock, self._parser
+        spend = ReadBudget().spend
         while True:
             data = sock.recv(65536)
             if not data:
                 raise OSError("the broker closed the link")
+            spend(len(data))
             for kind, frame in parser.feed(data):
                 self._dispatch(kind, frame)
+                spend(MESSAGE_COST)
 
     def _close(self) -> None:
         was_connected = self.connected.is_set()
@@ -176,10 +209,10 @@ class BrokerLink:
         elif kind == wire.WORKERS:
             self._on_workers(wire.decode_workers(frame))
         else:
-            raise ProtocolError(f"unknown frame type {kind} from broker {self.port}")
+            raise ProtocolError(f"unknown frame type {kind} from broker {self.name}")
 
     def _overflow(self, waiting: int, refused: int) -> None:
-        self.log.error("broker link %d: the broker does not read (%d bytes waiting); reconnecting", self.port,
+        self.log.error("broker link %s: the broker does not read (%d bytes waiting); reconnecting", self.name,
                        waiting)
         if self._sock is not None:
             try:
@@ -202,7 +235,7 @@ class BrokerLink:
             return  # declared at the next connection; until then the route is down (a fault)
         self._declare([channel])
         if not event.wait(timeout):
-            self.log.warning("broker link %d: no confirmation of channel %r within %.1fs", self.port, channel,
+            self.log.warning("broker link %s: no confirmation of channel %r within %.1fs", self.name, channel,
                              timeout)
 
     def await_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> None:
@@ -240,7 +273,12 @@ class BrokerLink:
         pending, self._pending = self._pending, {}
         outbox = self._outbox
         for channel, messages in pending.items():
-            if outbox is None or not outbox.write(wire.encode_publish(channel, messages)):
+            try:
+                sent = outbox is not None and outbox.write(wire.encode_publish(channel, messages))
+            except ValueError as exc:  # the hub validates names: a bug, not a reason to lose the others
+                self.log.error("broker link %s: cannot send to channel %r: %s", self.name, channel[:64], exc)
+                sent = False
+            if not sent:
                 self.dropped += len(messages)
 
     def send_to_workers(self, message: bytes) -> bool:
@@ -254,16 +292,16 @@ class BrokerConnector(Connector):
     """Connects a worker to every broker; channels are sharded over them by name.
 
     Args:
-        ports: the brokers' ports, in broker order (the shard of a channel is an index).
+        addresses: the brokers' addresses, in broker order (the shard of a channel is an index).
         key: the cluster key.
         worker_id: this worker's number.
         log: where to log.
     """
 
-    def __init__(self, ports: Sequence[int], key: bytes, worker_id: int, log: Log, host: str = "127.0.0.1") -> None:
+    def __init__(self, addresses: Sequence[Address], key: bytes, worker_id: int, log: Log) -> None:
         self.log = log
-        self.links = [BrokerLink(port, key, worker_id, self._delivered, self._from_workers, log, host)
-                      for port in ports]
+        self.links = [BrokerLink(address, key, worker_id, self._delivered, self._from_workers, log)
+                      for address in addresses]
 
     def start(self, hub: Any) -> None:
         super().start(hub)
@@ -300,8 +338,8 @@ class BrokerConnector(Connector):
         self.log.warning("publish_to_workers: no broker link is up; message dropped")
 
     def stats(self) -> Dict[str, Any]:
-        """Per link: port, connected, messages received and dropped (since last logged)."""
-        return {"links": [{"port": link.port, "connected": link.connected.is_set(), "received": link.received,
+        """Per link: address, connected, messages received and dropped (since last logged)."""
+        return {"links": [{"address": link.address, "connected": link.connected.is_set(), "received": link.received,
                            "dropped": link.dropped, "channels": sorted(link.interests)} for link in self.links]}
 
     def _delivered(self, channel: str, messages: List[bytes]) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import codecs
 import logging
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 from websockets.exceptions import ProtocolError as CoreProtocolError
 from websockets.frames import Frame, Opcode
@@ -31,6 +31,7 @@ from websockets.server import ServerProtocol
 
 from ..exceptions import InvalidData, ProtocolError
 from ..log import Log
+from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
 from ..protocol.reader import BINARY, CONT, CORE, ERROR, TEXT, ClientFrameReader
 from .connection import Connection, ConnectionSink
@@ -73,7 +74,7 @@ class BuiltinConnection(Connection):
         # at the close: an idle socket (app-level pings are data frames) never needs it.
         self._proto: Optional[ServerProtocol] = None
         self._reader = ClientFrameReader(options.max_message_size)
-        self._parts: Optional[List[Any]] = None  # the message being assembled
+        self._parts: Optional[bytearray] = None  # the message being assembled
         self._decoder: Any = None
         self._binary = False
         self._reported = False  # the core's failure was reported
@@ -96,12 +97,15 @@ class BuiltinConnection(Connection):
     def run(self, sink: ConnectionSink) -> None:
         feed = self._reader.feed
         recv = self.sock.recv
+        budget = ReadBudget()
+        spend = budget.spend
         data = self._initial
         self._initial = b""
         try:
             if not data:  # nothing came with the request: wait for the first bytes
                 data = recv(self.recv_size)
             while data and not self._aborted:
+                spend(len(data))
                 for kind, payload, done in feed(data):
                     if kind == TEXT:
                         if done:
@@ -131,6 +135,7 @@ class BuiltinConnection(Connection):
                         break
                     if self._aborted:
                         break
+                    spend(MESSAGE_COST)
                 if self._proto is not None and self._proto.state is CLOSED:
                     break
                 data = recv(self.recv_size)
@@ -154,31 +159,29 @@ class BuiltinConnection(Connection):
     def _begin(self, binary: bool, chunk: bytes, sink: ConnectionSink) -> bool:
         """The first chunk of a message that continues in later chunks."""
         self._binary = binary
-        self._parts = []
+        self._parts = bytearray()
         self._decoder = None if binary else _utf8_decoder()
         return self._add(chunk, False, sink)
 
     def _add(self, chunk: bytes, done: bool, sink: ConnectionSink) -> bool:
+        # One growing buffer, whatever the number of fragments: an unfinished message
+        # costs about its size (a list of parts cost 25-37x with 2-byte fragments).
         parts = self._parts
         assert parts is not None  # the reader checks the order of fragments
-        if self._binary:
-            if chunk:
-                parts.append(chunk)
-        else:
+        parts += chunk
+        if not self._binary:
             try:
-                text = self._decoder.decode(chunk, done)
+                self._decoder.decode(chunk, done)  # fails fast on invalid UTF-8, as it arrives
             except UnicodeDecodeError as exc:
                 self._fail(InvalidData(f"invalid UTF-8 in a text message: {exc.reason}"), sink)
                 return False
-            if text:
-                parts.append(text)
         if done:
             self._parts = self._decoder = None
             if self.open:
                 if self._binary:
-                    sink.on_binary(b"".join(parts))
+                    sink.on_binary(bytes(parts))
                 else:
-                    sink.on_text("".join(parts))
+                    sink.on_text(parts.decode("utf-8"))
         return True
 
     # -- the core ---------------------------------------------------------------------------------

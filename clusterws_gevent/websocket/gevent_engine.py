@@ -25,6 +25,7 @@ from geventwebsocket.websocket import Header, WebSocket
 from ..enums import ReadyState
 from ..exceptions import InvalidData, MessageTooBig, ProtocolError
 from ..log import Log
+from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
 from ..protocol.frames import OP_CLOSE, OP_PONG, encode_close, encode_frame, is_valid_close_code
 from .connection import Connection, ConnectionSink
@@ -56,8 +57,11 @@ class _Reader(WebSocket):  # type: ignore[misc]
         self.max_size = max_size
         self.message_size = 0
         self.close_rcvd: Optional[Tuple[int, str]] = None
+        self.budget = ReadBudget()
 
     def read_frame(self) -> Tuple[Any, bytes]:
+        # read_message loops over frames (fragments, pings) itself: the turn is taken per frame
+        self.budget.spend(MESSAGE_COST)
         header = Header.decode_header(self.stream)
         if header.flags:
             raise GwsProtocolError("reserved bits set without a negotiated extension")
@@ -72,6 +76,7 @@ class _Reader(WebSocket):  # type: ignore[misc]
         payload = self.raw_read(header.length) if header.length else b""
         if len(payload) != header.length:
             raise WebSocketError("unexpected end of stream in a frame")
+        self.budget.spend(header.length)
         return header, bytes(header.unmask_payload(payload)) if header.length else b""
 
     def handle_ping(self, header: Any, payload: bytes) -> None:
@@ -190,5 +195,9 @@ class GeventWebSocketConnection(Connection):
 
     def _discard_until_eof(self) -> None:
         """After the close: read until the client closes TCP (bounded by the close timer)."""
-        while not self._aborted and self._rfile.read1(65536):
-            pass
+        spend = self._reader.budget.spend
+        while not self._aborted:
+            data = self._rfile.read1(65536)
+            if not data:
+                return
+            spend(len(data))

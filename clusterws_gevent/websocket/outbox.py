@@ -11,9 +11,10 @@ the socket becomes writable: no greenlet per slow socket. A TLS socket cannot
 be written that way, so its outbox is drained by a greenlet using gevent's
 ``sendall``.
 
-When the waiting bytes would pass ``limit``, the outbox calls ``on_overflow``
-(the connection closes the socket or drops the message) instead of growing:
-memory stays bounded whatever the client does.
+When the waiting bytes would pass ``limit`` (a frame larger than ``limit`` is
+refused even when nothing waits), the outbox calls ``on_overflow`` (the
+connection closes the socket or drops the message) instead of growing: memory
+stays bounded whatever the client does.
 """
 from __future__ import annotations
 
@@ -81,11 +82,13 @@ class Outbox:
         """
         if self.closed or self._eof:
             return False
+        if self._queued + len(data) > self._limit:
+            # Checked before any byte is sent, even to an empty outbox: a frame is sent
+            # whole or not at all, and no frame may make the outbox pass its limit.
+            self._on_overflow(self._queued, len(data))
+            return False
         queue = self._queue
         if queue:
-            if self._queued + len(data) > self._limit:
-                self._on_overflow(self._queued, len(data))
-                return False
             queue.append(data)
             self._queued += len(data)
             return True

@@ -13,17 +13,37 @@ from gevent.event import Event
 
 from ..enums import Middleware
 from ..log import Log
+from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_frame
 from ..protocol.messages import PING, encode_config, encode_subscribe_reply
+from ..pubsub.channels import channel_name_error
 from ..pubsub.connector import Connector
 from ..pubsub.hub import PubSubHub
 from ..typing import Data, Listener
 from .socket import Socket, add_listener
 
-__all__ = ["WebSocketServer", "Decision"]
+__all__ = ["WebSocketServer", "Decision", "KEPT_ENVIRON_KEYS", "trim_environ"]
 
 _PING_FRAME = encode_frame(OP_BINARY, PING)
+
+#: The keys of the upgrade request's environ a socket keeps once its ``connection``
+#: listeners ran (in Flask mode the request context, and so the environ, lives as long
+#: as the socket: up to max_header_bytes of headers per idle connection otherwise).
+#: ``flask.session`` was loaded when the context was pushed; read any other header in
+#: verifyConnection or a connection listener.
+KEPT_ENVIRON_KEYS = frozenset((
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
+    "REMOTE_ADDR", "REMOTE_PORT", "HTTP_HOST", "HTTP_ORIGIN", "HTTP_USER_AGENT", "wsgi.url_scheme", "wsgi.version",
+    "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "werkzeug.request",
+))
+
+
+def trim_environ(environ: Any) -> None:
+    """Drop, in place, every key of ``environ`` a socket does not keep (``KEPT_ENVIRON_KEYS``)."""
+    if isinstance(environ, dict):
+        for key in [key for key in environ if key not in KEPT_ENVIRON_KEYS]:
+            del environ[key]
 
 
 class Decision:
@@ -119,9 +139,10 @@ class WebSocketServer:
 
         Raises:
             TypeError: ``channel`` is not a string or ``data`` is not JSON serializable.
+            ValueError: ``channel`` is not a valid channel name (``channel_name_error``), or
+                ``data`` holds NaN or an infinity.
         """
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a string, got {channel!r}")
+        self._check_channel(channel)
         self.hub.publish(channel, data)
 
     def publish_to_workers(self, message: Data) -> None:
@@ -139,12 +160,26 @@ class WebSocketServer:
     # -- subscriptions ----------------------------------------------------------------------------
 
     def subscribe(self, socket: Socket, channel: str) -> bool:
-        """Subscribe ``socket`` to ``channel`` without asking onSubscribe."""
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a string, got {channel!r}")
-        if not socket.is_open():
+        """Subscribe ``socket`` to ``channel`` without asking onSubscribe.
+
+        Returns:
+            False when already subscribed, the socket is closed, or it holds
+            ``max_channels_per_socket`` channels already.
+
+        Raises:
+            TypeError, ValueError: ``channel`` is not a valid channel name.
+        """
+        self._check_channel(channel)
+        if not socket.is_open() or socket.channel_count() >= self.options.max_channels_per_socket:
             return False
         return self.hub.subscribe(socket, channel)
+
+    def _check_channel(self, channel: Any) -> None:
+        rule = channel_name_error(channel, self.options.max_channel_length)
+        if rule is not None:
+            if not isinstance(channel, str):
+                raise TypeError(f"channel must be a string, got {channel!r}")
+            raise ValueError(f"invalid channel name {channel[:64]!r}: {rule}")
 
     def unsubscribe(self, socket: Socket, channel: str) -> bool:
         """Unsubscribe ``socket`` from ``channel`` and tell onUnsubscribe."""
@@ -164,8 +199,16 @@ class WebSocketServer:
         results: Dict[str, bool] = {}
         waiting: List[Tuple[str, Decision]] = []
         check = self._middleware.get(Middleware.onSubscribe)
+        refused: List[Tuple[str, str]] = []
+        spend = ReadBudget().spend  # a request may hold thousands of names: take turns
         for channel in channels:
             if not isinstance(channel, str) or channel in results:
+                continue
+            spend(MESSAGE_COST)
+            rule = self._subscription_refusal(socket, channel, len(results), len(waiting))
+            if rule is not None:
+                results[channel] = False
+                refused.append((channel, rule))
                 continue
             if check is None or socket.is_subscribed(channel):
                 results[channel] = self.subscribe(socket, channel)
@@ -185,7 +228,23 @@ class WebSocketServer:
                 self.log.warning("socket %s: onSubscribe did not call next() within %.1fs for %r; declined",
                                  socket.id, self.options.middleware_timeout, channel)
             results[channel] = bool(accepted) and self.subscribe(socket, channel)
+        if refused:
+            channel, rule = refused[0]
+            self.log.debug("socket %s: %d subscription(s) refused; the first, %r: %s", socket.id, len(refused),
+                           channel[:64], rule)
         socket.send_frame(encode_frame(OP_TEXT, encode_subscribe_reply(results)))
+
+    def _subscription_refusal(self, socket: Socket, channel: str, asked: int, waiting: int) -> Optional[str]:
+        """The rule that refuses ``channel`` to ``socket`` in a subscribe request, or None."""
+        limit = self.options.max_channels_per_socket
+        if asked >= limit:
+            return f"more names in one request than max_channels_per_socket ({limit})"
+        rule = channel_name_error(channel, self.options.max_channel_length)
+        if rule is not None:
+            return rule
+        if not socket.is_subscribed(channel) and socket.channel_count() + waiting >= limit:
+            return f"the socket holds max_channels_per_socket ({limit}) channels"
+        return None
 
     # -- connections (called by the WSGI handler) ---------------------------------------------------
 
@@ -222,6 +281,7 @@ class WebSocketServer:
                 listener(socket, environ)
             except Exception:
                 self.log.exception("socket %s: connection listener failed", socket.id)
+        trim_environ(environ)
         del environ  # held by this frame for the socket's lifetime otherwise
         run()
 

@@ -174,19 +174,26 @@ class Socket(ConnectionSink):
     # -- used by the server ---------------------------------------------------------------------
 
     def emit(self, event: str, *args: Any) -> None:
-        """Call the listeners of ``event``; an exception in one is logged with the socket id."""
+        """Call the listeners of ``event``; an exception in one is logged with the socket id
+        and given to the ``error`` listeners (as Flask-SocketIO's error handlers get it)."""
         listeners = self._listeners.get(event)
         if not listeners:
             return
         for listener in tuple(listeners):
             try:
                 listener(*args)
-            except Exception:
+            except Exception as exc:
                 self._server.log.exception("socket %s: listener of %r failed", self.id, event)
+                if event != "error":
+                    self.emit("error", exc)
 
     def send_frame(self, frame: bytes) -> bool:
         """Write an already encoded frame (fan-out and keepalive)."""
         return self._conn.send_frame(frame)
+
+    def channel_count(self) -> int:
+        """How many channels this socket is subscribed to."""
+        return len(self._channels) if self._channels is not None else 0
 
     def is_subscribed(self, channel: str) -> bool:
         """Whether this socket is subscribed to ``channel``."""
@@ -240,6 +247,9 @@ class Socket(ConnectionSink):
                 self.emit("message", message)
             else:
                 self.process_message(message)
+        except Exception as exc:  # a bug or a limit deep in the dispatch: this socket's problem only
+            self._server.log.exception("socket %s: handling a message failed", self.id)
+            self.emit("error", exc)
         finally:
             self.busy = False
 

@@ -6,6 +6,7 @@ any other request goes to the WSGI app. Flask never sees an upgrade request.
 """
 from __future__ import annotations
 
+import http.client
 import itertools
 import os
 import socket as stdlib_socket
@@ -20,7 +21,7 @@ from ..exceptions import HandshakeError
 from ..flask_ext import current_request_and_session, is_flask_app, socket_context
 from ..log import Log
 from ..options import WebSocketOptions
-from ..protocol.handshake import check_upgrade, http_response, is_upgrade_request, switching_protocols
+from ..protocol.handshake import check_origin, check_upgrade, http_response, is_upgrade_request, switching_protocols
 from .engines import load_engine
 from .info import ConnectionInfo
 from .server import WebSocketServer
@@ -46,6 +47,29 @@ def reset_socket_ids() -> None:
 
 class HandshakeTimeout(stdlib_socket.timeout):
     """The client did not send its request within ``handshake_timeout``."""
+
+
+class HeadersTooLarge(ValueError):
+    """The request's header lines are over ``max_header_bytes`` (or over 100 of them)."""
+
+
+class _HeaderReader:
+    """The request's reader while its headers are parsed: refuses more than ``limit`` bytes."""
+
+    __slots__ = ("_rfile", "_left")
+
+    def __init__(self, rfile: Any, limit: int) -> None:
+        self._rfile = rfile
+        self._left = limit
+
+    def readline(self, size: int = -1) -> bytes:
+        # never asks for more than one byte past the limit: an attacker's bytes stay in the kernel
+        allowed = self._left + 1 if size < 0 else min(size, self._left + 1)
+        line: bytes = self._rfile.readline(allowed)
+        self._left -= len(line)
+        if self._left < 0:
+            raise HeadersTooLarge("request header fields over websocket_options.max_header_bytes")
+        return line
 
 
 class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
@@ -79,10 +103,25 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             self._in_request = False
             self.server.request_finished()
 
+    def MessageClass(self, rfile: Any, *args: Any) -> Any:  # noqa: N802 - pywsgi's name
+        """Parse the request headers, at most ``max_header_bytes`` of them in all."""
+        reader = _HeaderReader(rfile, self.server.ws_options.max_header_bytes)
+        try:
+            return super().MessageClass(reader, *args)
+        except http.client.HTTPException as exc:  # "got more than 100 headers"
+            raise HeadersTooLarge(str(exc)) from None
+
     def _handle_client_error(self, ex: Exception) -> Any:
         if isinstance(ex, HandshakeTimeout):
             return ("408", http_response(408, "request not received in time"))
+        if isinstance(ex, HeadersTooLarge):
+            self.server.clusterws_log.warning("refused a request from %s: 431, %s", self._peer(), ex)
+            return ("431", http_response(431, "request header fields too large"))
         return super()._handle_client_error(ex)
+
+    def _peer(self) -> str:
+        address = self.client_address
+        return str(address[0]) if isinstance(address, tuple) and address else str(address or "?")
 
     def run_application(self) -> None:
         self._deadline.close()
@@ -108,7 +147,9 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             if options.ws_path is not None and path != options.ws_path:
                 raise HandshakeError(404, f"no WebSocket endpoint at {path}")
             key = check_upgrade(environ)
+            check_origin(environ, options.allowed_origins)
         except HandshakeError as exc:
+            server.clusterws_log.warning("refused a WebSocket upgrade from %s: %d, %s", self._peer(), exc.status, exc)
             self._respond(exc.status, str(exc), exc.headers)
             return
         with socket_context(server.application, environ):
@@ -116,6 +157,8 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             verdict = server.wss.verify(ConnectionInfo(environ, request, session))
             if not verdict[0]:
                 _, code, reason = verdict
+                server.clusterws_log.info("refused a WebSocket upgrade from %s: %d, by verifyConnection",
+                                          self._peer(), code)
                 self._respond(code, reason or "connection refused")
                 return
             socket = self._accept(key)

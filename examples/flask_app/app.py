@@ -23,6 +23,9 @@ from clusterws_gevent import ClusterWS, Middleware, Mode  # noqa: E402
 
 app = Flask(__name__)
 app.secret_key = os.environ.get("SECRET_KEY", "change-me-in-production")
+# The session cookie is not sent with requests other sites start (a WebSocket opened by
+# another site's page among them); the server also refuses upgrades from other origins.
+app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
 
 @app.route("/")

@@ -59,6 +59,7 @@ def install(socket, query, wss):
     socket.on("whoami", lambda data: socket.send("whoami", os.getpid()))
     socket.on("stats", lambda data: socket.send("stats", wss.hub.connector.stats()))
     socket.on("process", lambda data: socket.process_message(data))  # a decoded list
+    socket.on("environ-keys", lambda data: socket.send("environ-keys", flask_environ_keys()))
 
     @socket.on("sleep")
     def sleep(seconds):
@@ -103,6 +104,13 @@ def install(socket, query, wss):
                    binary=msg.hex() if isinstance(msg, bytes) else None)
             if msg != "[\"e\",\"blocked\",null]":
                 socket.process_message(msg)
+
+
+def flask_environ_keys():
+    """The keys of the Flask request's environ, in the socket's request context (Flask mode)."""
+    from flask import has_request_context, request
+
+    return sorted(request.environ) if has_request_context() else None
 
 
 def install_verify(wss, mode):

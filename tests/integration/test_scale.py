@@ -6,56 +6,9 @@ import socket
 import time
 
 import pytest
+from helpers import alive, connect, on_each_worker, subscribe, worker_pids
 
-from clusterws_gevent.protocol import broker_wire as wire
 from clusterws_gevent.testing import check_delivery_order, wait_until
-from wsclient import WSClient
-
-
-def connect(server, path="/"):
-    client = WSClient(server.port, path)
-    client.recv_json()
-    return client
-
-
-def whoami(client):
-    client.emit("whoami")
-    return client.recv_event("whoami")
-
-
-def on_each_worker(server, count=2, attempts=60):
-    """One connected client per worker (connections are spread by the kernel)."""
-    found, extra = {}, []
-    for _ in range(attempts):
-        client = connect(server)
-        pid = whoami(client)
-        if pid in found:
-            extra.append(client)
-        else:
-            found[pid] = client
-        if len(found) == count:
-            break
-    for client in extra:
-        client.close()
-    assert len(found) == count, f"connections reached {len(found)} of {count} workers"
-    return found
-
-
-def subscribe(client, *channels):
-    client.send_text('["s","s",[' + ",".join(f'"{c}"' for c in channels) + "]]")
-    return client.recv_json()
-
-
-def worker_pids(server):
-    return [int(pid) for pid in re.findall(r">>> Worker: \d+, PID: (\d+)", server.log())]
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def test_start_up_lines_and_connections_spread_over_workers(serve_cluster):
@@ -111,14 +64,6 @@ def test_a_worker_gets_only_the_channels_it_has_subscribers_for(serve_cluster):
         assert a.recv_json() == ["p", None, {"only-a": ["for a"]}]
         a.emit("stats")
         assert sum(link["received"] for link in a.recv_event("stats")["links"]) == 1
-
-
-def test_a_process_without_the_cluster_key_is_refused(serve_cluster):
-    server = serve_cluster(workers=1, brokers=1)
-    with socket.create_connection(("127.0.0.1", server.broker_ports[0]), timeout=5) as intruder:
-        intruder.sendall(wire.encode_hello(99, b"guessed key"))
-        assert intruder.recv(100) == b""  # closed, no WELCOME
-    assert "presented a wrong cluster key; refused" in server.wait_for_log("wrong cluster key")
 
 
 def test_subscribe_reply_means_the_route_is_live_1000_times(serve_cluster):

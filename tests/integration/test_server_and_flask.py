@@ -78,11 +78,11 @@ def test_cli_reports_a_worker_that_cannot_be_imported():
 
 
 def test_verify_connection_rejects_with_401_or_the_given_code(serve):
-    server = serve("apps.basic:worker", env={"TEST_VERIFY": "reject"})
+    server = serve("apps.basic:worker", "--allowed-origins", "http://other.example", env={"TEST_VERIFY": "reject"})
     with pytest.raises(ConnectionError, match="401"):
-        WSClient(server.port, "/", headers={"Origin": "http://evil.example"})
+        WSClient(server.port, "/", headers={"Origin": "http://other.example"})
     (event,) = server.wait_event("verify")
-    assert event["origin"] == "http://evil.example" and event["secure"] is False
+    assert event["origin"] == "http://other.example" and event["secure"] is False
     assert not server.events("connection")
     server = serve("apps.basic:worker", env={"TEST_VERIFY": "reject-403"})
     client = WSClient(server.port, "/", expect_status=403)
