@@ -7,33 +7,19 @@ imported, so their blocking I/O cooperates with every socket.
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import sys
 from typing import Any, Dict, List, Optional
+
+from . import loading
 
 __all__ = ["main", "build_parser", "options_from_args", "import_object"]
 
 
 def import_object(spec: str, what: str) -> Any:
-    """``package.module:attribute`` (or ``module.attribute``) as the object it names."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise SystemExit(f"error: {what} must be given as module:name, got {spec!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """``package.module:attribute`` as the object it names; exits with the reason if it cannot."""
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SystemExit(f"error: cannot import {module_name!r} for {what}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise SystemExit(f"error: {module_name!r} has no {attr!r} ({what})") from None
-    return obj
+        return loading.import_object(spec, what)
+    except loading.ImportFailed as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _kind(field_type: Any) -> str:
@@ -80,12 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     """The ClusterWS keyword arguments the parsed flags give (nested dicts for the groups)."""
-    kwargs: Dict[str, Any] = {"worker": import_object(args.worker, "the worker")}
+    # Without --preload, Mode.Scale's master imports neither: each worker does, after fork,
+    # so that SIGHUP serves the code on disk (loading.py).
+    lazy = not args.__dict__.get("scale_options.preload") and not str(args.mode or "scale").lower().endswith("single")
+    load = loading.LazyImport if lazy else import_object
+    kwargs: Dict[str, Any] = {"worker": load(args.worker, "the worker")}
     for name, value in vars(args).items():
         if name == "worker" or value is None:
             continue
         if name == "app":
-            value = import_object(value, "--app")
+            value = load(value, "--app")
         elif name == "logger_options.logger":
             value = import_object(value, "--logger")
         parts = name.split(".")

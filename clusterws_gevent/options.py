@@ -508,6 +508,21 @@ class ScaleOptions(OptionGroup):
                                    metavar="SECONDS", help=(
         "Kill a worker whose event loop gave no sign of life for this long (a listener stuck in "
         "CPU-bound code); 0 disables it. As gunicorn's timeout."))
+    graceful_timeout: float = option(30.0, validator=_positive_number, metavar="SECONDS", help=(
+        "Seconds a stopping worker has, in all, to finish requests in progress and close its WebSockets "
+        "with 1001 (close_timeout is the wait for one client's close frame); then it is killed. As gunicorn's."))
+    preload: bool = option(False, validator=_bool, help=(
+        "Import the app and the worker function once, in the master, before forking (faster start, shared "
+        "memory); by default each worker imports them after fork, so SIGHUP serves the code on disk. "
+        "ClusterWS(...).run() from a script is preload by nature."))
+    reload: bool = option(False, validator=_bool, help=(
+        "Development: replace the workers (as on SIGHUP) when a source file they imported changes."))
+    balance: str = option("least-connections", validator=_choice("least-connections", "shared-socket",
+                                                                  "reuseport"), help=(
+        "How connections are spread over the workers: 'least-connections' (a worker accepts only while it "
+        "holds no more than the least loaded one, plus one), 'shared-socket' (whichever worker accepts first), "
+        "'reuseport' (a socket per worker, SO_REUSEPORT: the kernel hashes; connections queued on a stopping "
+        "worker are lost)."))
     redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL",
                                                      help="Redis of Scaler.Redis: a URL or redis-py connection kwargs.")
     default: DefaultScalerOptions = group(DefaultScalerOptions, help="Options of the built-in brokers.")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Callable, List, Tuple
+import socket
+from typing import Any, Callable, List, Optional, Tuple
 
 import gevent
 from gevent.event import Event
@@ -21,14 +22,13 @@ from ..options import Options
 from ..scale.broker import Broker
 from ..scale.broker_client import BrokerConnector
 from ..websocket.wsgi import reset_socket_ids
-from .single import GRACEFUL_TIMEOUT
-from .worker import WORKER_BOOT_ERROR, Worker
+from .balance import AcceptGate, LoadTable
+from .exits import BROKER_BOOT_ERROR, OK, WORKER_BOOT_ERROR
+from .reloader import watch_sources
+from .worker import BACKLOG, Worker
 
-__all__ = ["ChildContext", "run_worker_process", "run_broker_process", "BROKER_BOOT_ERROR", "WORKER_BOOT_ERROR",
-           "LINK_TIMEOUT"]
+__all__ = ["ChildContext", "run_worker_process", "run_broker_process", "LINK_TIMEOUT"]
 
-#: Exit code of a broker that could not listen on its port.
-BROKER_BOOT_ERROR = 4
 #: Seconds a new worker waits for its broker links before it counts as ready anyway.
 LINK_TIMEOUT = 5.0
 
@@ -100,33 +100,71 @@ class ChildContext:
 
 
 def run_worker_process(context: ChildContext, options: Options, worker_id: int, listener: Any,
-                       broker_addresses: List[Address]) -> int:
+                       broker_addresses: List[Address], load_table: Optional[LoadTable] = None) -> int:
     """A worker: its servers, joined to every broker. Returns the exit code."""
     reset_socket_ids()
     log = context.log
+    scale = options.scale_options
     connector = BrokerConnector(broker_addresses, context.key, worker_id, log)
     try:
+        if listener is None:  # balance="reuseport": a listening socket of our own
+            listener = reuseport_listener(options.host or "", int(options.port or 0))
         worker = Worker(options, log, connector, listener=listener, worker_id=worker_id)
         worker.server.max_accept = 1  # spread connections over the workers (gunicorn does the same)
+        gate = None if load_table is None else balance_connections(worker, load_table)
         worker.start()
     except HaltServer as exc:
         log.error("worker %d: %s", worker_id, exc.reason)
+        return exc.exit_code
+    except OSError as exc:
+        log.error("worker %d cannot listen on port %d: %s", worker_id, options.port, exc.strerror or exc)
         return WORKER_BOOT_ERROR
-    timeout = options.scale_options.worker_timeout
-    if timeout:
-        context.beat(min(1.0, timeout / 4))
+    if scale.worker_timeout:
+        context.beat(min(1.0, scale.worker_timeout / 4))
+    if scale.reload and worker_id == 1:
+        watch_sources(log)
     if not connector.wait_connected(LINK_TIMEOUT):
         log.warning("worker %d: not every broker answered within %.0fs; serving anyway (links keep retrying)",
                     worker_id, LINK_TIMEOUT)
     context.ready()
     context.wait_for_stop(f"worker {worker_id}")
-    worker.stop(GRACEFUL_TIMEOUT)
+    if gate is not None:
+        gate.close()
+    worker.stop(scale.graceful_timeout)
     connector.stop()  # leaving the brokers lets a stopping broker go
-    return 0
+    return OK
 
 
-def run_broker_process(context: ChildContext, address: Address) -> int:
-    """A broker on ``address``. Returns the exit code."""
+def balance_connections(worker: Worker, table: LoadTable) -> AcceptGate:
+    """Let ``worker`` accept only while it is among the least loaded (``process/balance.py``)."""
+    gate = AcceptGate(table, worker.id, worker.server)
+    worker.server.on_connection_opened = gate.opened
+    worker.server.on_connection_closed = gate.closed
+    gate.start()
+    return gate
+
+
+def reuseport_listener(host: str, port: int) -> socket.socket:
+    """A listening socket of this worker's own on a port other workers share (SO_REUSEPORT)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def run_broker_process(context: ChildContext, address: Address, stop_timeout: float) -> int:
+    """A broker on ``address``. Returns the exit code.
+
+    Args:
+        stop_timeout: how long a stopping broker waits for its workers to leave.
+    """
     broker = Broker(address, context.key, context.log)
     try:
         broker.start()
@@ -138,5 +176,5 @@ def run_broker_process(context: ChildContext, address: Address) -> int:
     # master says so (SIGTERM), after the workers have closed their WebSockets.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     context.wait_for_stop(f"broker {describe(address)}", (signal.SIGTERM,))
-    broker.stop(wait_for_workers=GRACEFUL_TIMEOUT + 1)
-    return 0
+    broker.stop(wait_for_workers=stop_timeout)
+    return OK

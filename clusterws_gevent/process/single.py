@@ -14,9 +14,6 @@ from .worker import Worker, raise_open_files_limit
 
 __all__ = ["run_single", "warn_unless_patched"]
 
-#: Seconds stopping waits for clients to finish the close handshake.
-GRACEFUL_TIMEOUT = 5.0
-
 
 def warn_unless_patched(log: Log) -> None:
     """Blocking I/O in a listener stalls every socket unless gevent patched the stdlib."""
@@ -45,7 +42,7 @@ def run_single(options: Options, log: Log) -> int:
     try:
         stop.wait()
         log.info("stopping: closing %d socket(s) with 1001", len(worker.wss))
-        worker.stop(GRACEFUL_TIMEOUT)
+        worker.stop(options.scale_options.graceful_timeout)
     finally:
         for handler in handlers:
             handler.cancel()

@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from typing import Any, Optional
 
 from ..exceptions import HaltServer
 from ..flask_ext import app_context
+from ..loading import ImportFailed, resolve
 from ..log import Log
 from ..options import Options
 from ..pubsub.connector import Connector
 from ..websocket.server import WebSocketServer
 from ..websocket.wsgi import ClusterWSServer
+from .exits import APP_LOAD_ERROR, WORKER_BOOT_ERROR
 
-__all__ = ["Worker", "WORKER_BOOT_ERROR", "raise_open_files_limit"]
+__all__ = ["Worker", "raise_open_files_limit", "BACKLOG"]
 
-#: Exit code of a worker whose worker function raised (gunicorn's WORKER_BOOT_ERROR).
-WORKER_BOOT_ERROR = 3
 #: Listen backlog: bursts of thousands of connections are normal for a WebSocket server.
 BACKLOG = 2048
 
@@ -31,6 +32,9 @@ class Worker:
         server: the gevent WSGI server serving HTTP and WebSockets on the port.
         app: the Flask (WSGI) app served on the same port, or None.
         options: the validated options.
+
+    Raises:
+        HaltServer: the app cannot be imported (exit code APP_LOAD_ERROR).
     """
 
     def __init__(self, options: Options, log: Log, connector: Optional[Connector] = None,
@@ -39,7 +43,10 @@ class Worker:
         self.pid = os.getpid()
         self.options = options
         self.log = log
-        self.app = options.app
+        try:
+            self.app = resolve(options.app)
+        except ImportFailed as exc:
+            raise HaltServer(str(exc), APP_LOAD_ERROR) from None
         self.wss = WebSocketServer(options.websocket_options, log, connector)
         if listener is None:
             listener = (options.host or "", options.port)
@@ -58,26 +65,31 @@ class Worker:
         """Run the worker function, then start serving.
 
         Raises:
-            HaltServer: the worker function raised (exit code WORKER_BOOT_ERROR).
+            HaltServer: the worker function raised (exit code WORKER_BOOT_ERROR) or could not
+                be imported (APP_LOAD_ERROR).
         """
         try:
             with app_context(self.app):
                 self.options.worker(self)
+        except ImportFailed as exc:
+            raise HaltServer(str(exc), APP_LOAD_ERROR) from None
         except Exception as exc:
             self.log.exception("worker function %r failed", self.options.worker)
             raise HaltServer(f"worker function failed: {exc!r}", WORKER_BOOT_ERROR) from exc
         self.wss.start()
         self.server.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float) -> None:
         """Stop accepting, let requests and handshakes in progress finish, close every
-        WebSocket with 1001, wait at most ``timeout`` s for the clients, stop."""
+        WebSocket with 1001, stop: all within ``timeout`` seconds (graceful_timeout)."""
+        deadline = time.monotonic() + timeout
         self.server.close()  # stop accepting; running connections go on
         if not self.server.wait_requests(timeout):
             self.log.warning("requests still in progress after %.1fs; stopping anyway", timeout)
-        left = self.wss.close_all(1001, "server shutting down", timeout)
+        left = self.wss.close_all(1001, "server shutting down", max(0.0, deadline - time.monotonic()))
         if left:
-            self.log.warning("%d socket(s) did not finish the close handshake in %.1fs; dropped", left, timeout)
+            self.log.warning("%d socket(s) did not finish the close handshake within the graceful timeout "
+                             "(%.1fs); dropped", left, timeout)
         self.server.stop(timeout=1)
 
 

@@ -30,17 +30,20 @@ class Connector:
         """Send a message published in this process to the other processes."""
         raise NotImplementedError
 
-    def add_interest(self, channel: str) -> None:
+    def add_interest(self, channel: str) -> bool:
         """This process has subscribers of ``channel`` now: route its messages here.
 
         Returns once the route is live, so that a subscriber told ``true`` gets
-        every message published after that (protocol.md).
+        every message published after that (protocol.md): True; False if the route
+        could not be confirmed in time (the subscription is then refused).
         """
         raise NotImplementedError
 
-    def await_interest(self, channel: str) -> None:
+    def await_interest(self, channel: str) -> bool:
         """Return once the route of ``channel`` is live (another subscriber of this
-        process may have declared it a moment ago and be waiting for the confirmation)."""
+        process may have declared it a moment ago and be waiting for the confirmation);
+        False if it could not be confirmed in time."""
+        return True
 
     def drop_interest(self, channel: str) -> None:
         """This process has no subscriber of ``channel`` left."""
@@ -64,8 +67,8 @@ class LocalConnector(Connector):
     def publish(self, channel: str, message: bytes) -> None:
         pass
 
-    def add_interest(self, channel: str) -> None:
-        pass
+    def add_interest(self, channel: str) -> bool:
+        return True
 
     def drop_interest(self, channel: str) -> None:
         pass

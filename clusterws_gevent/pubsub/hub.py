@@ -91,17 +91,21 @@ class PubSubHub:
     # -- subscriptions ----------------------------------------------------------------------------
 
     def subscribe(self, subscriber: Any, channel: str) -> bool:
-        """Subscribe ``subscriber`` (a Socket) to ``channel``; False if it already was.
+        """Subscribe ``subscriber`` (a Socket) to ``channel``; False if it already was, or if
+        the channel's route from other processes could not be confirmed in time.
 
         Returns after the channel's route from other processes is live.
         """
         if not subscriber.add_channel(channel):
             return False
         if self.registry.add(channel, subscriber):
-            self.connector.add_interest(channel)
+            live = self.connector.add_interest(channel)
             self._call(self._on_channel_open, channel, "onChannelOpen")
         else:
-            self.connector.await_interest(channel)
+            live = self.connector.await_interest(channel)
+        if not live:  # the route from other processes could not be confirmed: refused (logged by the connector)
+            self.unsubscribe(subscriber, channel)
+            return False
         return True
 
     def unsubscribe(self, subscriber: Any, channel: str) -> bool:

@@ -228,21 +228,26 @@ class BrokerLink:
         assert self._outbox is not None
         self._outbox.write(wire.encode_interest(request_id, names))
 
-    def add_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> None:
-        """Route ``channel`` here; returns once the broker confirmed (or the link is down)."""
+    def add_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> bool:
+        """Route ``channel`` here; returns once the broker confirmed (or the link is down: the
+        channel is declared at the next connection, and until then the route is down, a fault
+        counted in ``dropped``). False if a connected broker did not confirm in time."""
         event = self.interests[channel] = Event()
         if not self.connected.is_set() or self._outbox is None:
-            return  # declared at the next connection; until then the route is down (a fault)
+            return True
         self._declare([channel])
-        if not event.wait(timeout):
-            self.log.warning("broker link %s: no confirmation of channel %r within %.1fs", self.name, channel,
-                             timeout)
+        if event.wait(timeout):
+            return True
+        self.log.warning("broker link %s: no confirmation of channel %r within %.1fs; subscription refused",
+                         self.name, channel[:64], timeout)
+        return False
 
-    def await_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> None:
+    def await_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> bool:
         """Return once the route of ``channel`` is confirmed (at once if it already is)."""
         event = self.interests.get(channel)
         if event is not None and not event.is_set() and self.connected.is_set():
-            event.wait(timeout)
+            return bool(event.wait(timeout))
+        return True
 
     def drop_interest(self, channel: str) -> None:
         """Stop routing ``channel`` here."""
@@ -322,11 +327,11 @@ class BrokerConnector(Connector):
     def publish(self, channel: str, message: bytes) -> None:
         self._link(channel).publish(channel, message)
 
-    def add_interest(self, channel: str) -> None:
-        self._link(channel).add_interest(channel)
+    def add_interest(self, channel: str) -> bool:
+        return self._link(channel).add_interest(channel)
 
-    def await_interest(self, channel: str) -> None:
-        self._link(channel).await_interest(channel)
+    def await_interest(self, channel: str) -> bool:
+        return self._link(channel).await_interest(channel)
 
     def drop_interest(self, channel: str) -> None:
         self._link(channel).drop_interest(channel)

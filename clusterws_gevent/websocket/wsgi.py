@@ -261,15 +261,26 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self._no_requests = Event()
         self._no_requests.set()
 
+    #: Called when a connection is accepted, and when it ends (a worker's load, for balancing).
+    on_connection_opened: Optional[Callable[[], None]] = None
+    on_connection_closed: Optional[Callable[[], None]] = None
+
     def do_handle(self, *args: Any) -> None:
         # Count a new connection from its accept: a stop then waits for its first request
         # (or handshake), even if it has not arrived yet or the handler has not started.
         self.request_started()
+        if self.on_connection_opened is not None:
+            self.on_connection_opened()
         try:
             super().do_handle(*args)
         except BaseException:
             self.request_finished()
+            self._connection_closed()
             raise
+
+    def _connection_closed(self) -> None:
+        if self.on_connection_closed is not None:
+            self.on_connection_closed()
 
     def request_started(self) -> None:
         """An HTTP request (or WebSocket handshake) is being handled, or a new connection waits for its first."""
@@ -303,6 +314,7 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
                 handler._request_done()
             if self._ssl_context is not None and sock is not None:
                 sock.close()
+            self._connection_closed()
 
     def _wrap_tls(self, sock: Any, address: Any) -> Any:
         """The TLS socket after its handshake, or None (closed, logged at debug level).

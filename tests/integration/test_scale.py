@@ -233,15 +233,3 @@ def test_a_worker_whose_event_loop_hangs_is_killed_and_replaced(serve_cluster):
         other.emit("echo", "unaffected")
         assert other.recv_event("echo") == "unaffected"
     assert not alive(hung_pid)
-
-
-def test_a_second_sighup_during_a_reload_is_ignored(serve_cluster):
-    server = serve_cluster(workers=2, brokers=1)
-    server.signal(signal.SIGHUP)
-    server.wait_for_log("SIGHUP: replacing")  # (two signals sent at once merge into one)
-    server.signal(signal.SIGHUP)  # arrives while the first reload waits for its new workers
-    log = server.wait_for_log("replaced PID", count=2, timeout=30)
-    assert "SIGHUP: a reload is already under way; ignored" in log
-    assert log.count("SIGHUP: replacing") == 1
-    for client in on_each_worker(server).values():
-        client.close()

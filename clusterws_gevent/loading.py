@@ -1,0 +1,82 @@
+"""Naming the user's objects as ``module:name`` and importing them, now or later.
+
+``python -m clusterws_gevent myapp:worker --app myapp:app`` in ``Mode.Scale``
+does not import ``myapp`` in the master (unless ``--preload``): each worker
+imports it after ``fork``, so a SIGHUP's new workers run the code as it is on
+disk then, as gunicorn without ``--preload``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+__all__ = ["import_object", "LazyImport", "resolve", "ImportFailed"]
+
+
+class ImportFailed(Exception):
+    """``module:name`` could not be imported; the message says why."""
+
+
+def import_object(spec: str, what: str) -> Any:
+    """``package.module:attribute`` (or ``module.attribute``) as the object it names.
+
+    ``module:create_app()`` calls the factory and returns what it returns.
+
+    Raises:
+        ImportFailed: the module or the name does not exist.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise ImportFailed(f"{what} must be given as module:name, got {spec!r}")
+    call = attr.endswith("()")
+    if call:
+        attr = attr[:-2]
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportFailed(f"cannot import {module_name!r} for {what}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportFailed(f"{module_name!r} has no {attr!r} ({what})") from None
+    return obj() if call else obj
+
+
+class LazyImport:
+    """``module:name``, imported on first use (in a worker, after ``fork``).
+
+    Calling it calls the object (a worker function); :func:`resolve` gives the object.
+    """
+
+    def __init__(self, spec: str, what: str) -> None:
+        self.spec = spec
+        self.what = what
+        self._obj: Any = None
+
+    def load(self) -> Any:
+        """The object (imported the first time).
+
+        Raises:
+            ImportFailed: it cannot be imported.
+        """
+        if self._obj is None:
+            self._obj = import_object(self.spec, self.what)
+        return self._obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self.spec} (imported in each worker)>"
+
+
+def resolve(obj: Any) -> Any:
+    """``obj``, or what a :class:`LazyImport` names."""
+    return obj.load() if isinstance(obj, LazyImport) else obj
