@@ -35,6 +35,7 @@ from .exceptions import (
 from .options import LoggerOptions, ScaleOptions, TLSOptions, WebSocketOptions
 
 if TYPE_CHECKING:
+    from .emitter import Emitter
     from .process.worker import Worker
     from .websocket.server import WebSocketServer
     from .websocket.socket import Socket
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClusterWS",
+    "Emitter",
     "Worker",
     "Socket",
     "WebSocketServer",
@@ -68,6 +70,7 @@ __all__ = [
 
 
 _LAZY = {
+    "Emitter": "clusterws_gevent.emitter",
     "Worker": "clusterws_gevent.process.worker",
     "Socket": "clusterws_gevent.websocket.socket",
     "WebSocketServer": "clusterws_gevent.websocket.server",

@@ -144,6 +144,12 @@ def _origins(name: str, value: Any) -> Union[None, str, Tuple[str, ...]]:
     return tuple(origin.lower() for origin in origins)
 
 
+def _prefix(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", value):
+        raise OptionError(name, f"must be 1-64 letters, digits, '_', '.' or '-', got {value!r}")
+    return value
+
+
 def _callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise OptionTypeError(name, f"must be callable, got {value!r}")
@@ -231,8 +237,8 @@ def _redis(name: str, value: Any) -> Union[None, str, Dict[str, Any]]:
     if value is None:
         return None
     if isinstance(value, str):
-        if not re.match(r"^(redis|rediss|unix)://", value):
-            raise OptionError(name, f"must be a redis://, rediss:// or unix:// URL, got {value!r}")
+        if not re.match(r"^(redis|rediss|unix|redis\+sentinel)://", value):
+            raise OptionError(name, f"must be a redis://, rediss://, unix:// or redis+sentinel:// URL, got {value!r}")
         return value
     if isinstance(value, Mapping):
         return dict(value)
@@ -523,13 +529,22 @@ class ScaleOptions(OptionGroup):
         "holds no more than the least loaded one, plus one), 'shared-socket' (whichever worker accepts first), "
         "'reuseport' (a socket per worker, SO_REUSEPORT: the kernel hashes; connections queued on a stopping "
         "worker are lost)."))
-    redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL",
-                                                     help="Redis of Scaler.Redis: a URL or redis-py connection kwargs.")
+    redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL", help=(
+        "Redis of Scaler.Redis: redis://, rediss:// (TLS), unix:// or redis+sentinel://h1:p1,h2:p2/db/service, "
+        "or redis-py connection kwargs."))
+    redis_prefix: str = option("cws", validator=_prefix, help=(
+        "Namespace of our Redis channels: app channel X is <prefix>:c:X, publish_to_workers <prefix>:w."))
     default: DefaultScalerOptions = group(DefaultScalerOptions, help="Options of the built-in brokers.")
 
     def _check(self) -> None:
-        if self.scaler is Scaler.Redis and self.redis is None:
-            raise OptionError(self._path + "redis", "is required with Scaler.Redis")
+        if self.scaler is Scaler.Redis:
+            if self.redis is None:
+                raise OptionError(self._path + "redis", "is required with Scaler.Redis")
+            default = self.default
+            if default.brokers != 1 or default.brokers_ports is not None or default.horizontal_scale_options:
+                raise OptionError(self._path + "scaler", "Scaler.Redis joins workers without brokers: "
+                                                         "scale_options.default (brokers, brokers_ports, "
+                                                         "horizontal_scale_options) cannot be given with it")
 
 
 @dataclass(frozen=True)

@@ -54,3 +54,53 @@ def alive(pid):
         return False
 
 
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own on a free loopback port (no persistence);
+    ``restart()`` brings it back on the same port."""
+
+    def __init__(self, directory, *extra: str) -> None:
+        from clusterws_gevent.testing import free_port
+
+        self.directory = str(directory)
+        self.port = free_port()
+        self.extra = list(extra)
+        self.process = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import subprocess
+
+        from clusterws_gevent.testing import wait_until
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.directory, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._answers, 10, message=f"redis-server on {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    def client(self):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=2)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def numsub(self, key: str) -> int:
+        return int(dict(self.client().pubsub_numsub(key))[key.encode()])

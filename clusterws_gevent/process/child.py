@@ -15,10 +15,12 @@ import gevent
 from gevent.event import Event
 from gevent.socket import wait_read
 
+from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
 from ..net.sockets import Address, describe
 from ..options import Options
+from ..pubsub.connector import Connector
 from ..scale.broker import Broker
 from ..scale.broker_client import BrokerConnector
 from ..websocket.wsgi import reset_socket_ids
@@ -105,7 +107,7 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     reset_socket_ids()
     log = context.log
     scale = options.scale_options
-    connector = BrokerConnector(broker_addresses, context.key, worker_id, log)
+    connector = make_connector(options, context, worker_id, broker_addresses)
     try:
         if listener is None:  # balance="reuseport": a listening socket of our own
             listener = reuseport_listener(options.host or "", int(options.port or 0))
@@ -133,6 +135,18 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     worker.stop(scale.graceful_timeout)
     connector.stop()  # leaving the brokers lets a stopping broker go
     return OK
+
+
+def make_connector(options: Options, context: ChildContext, worker_id: int,
+                   broker_addresses: List[Address]) -> Connector:
+    """What joins this worker to the others: Redis (Scaler.Redis) or the brokers."""
+    scale = options.scale_options
+    if scale.scaler is Scaler.Redis:
+        from ..scale.redis import RedisConnector  # imports redis: only where it is used
+
+        assert scale.redis is not None  # the options require it with Scaler.Redis
+        return RedisConnector(scale.redis, scale.redis_prefix, worker_id, context.log)
+    return BrokerConnector(broker_addresses, context.key, worker_id, context.log)
 
 
 def balance_connections(worker: Worker, table: LoadTable) -> AcceptGate:

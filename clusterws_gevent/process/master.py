@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import gevent
 import gevent.os
+from gevent.monkey import is_module_patched
 from gevent.queue import Empty, Queue
 from gevent.socket import wait_read
 
@@ -50,6 +51,7 @@ from ..exceptions import HaltServer
 from ..log import Log
 from ..net.sockets import Address
 from ..options import Options
+from ..scale.redis_client import describe_redis
 from .balance import LoadTable
 from .child import ChildContext, run_broker_process, run_worker_process
 from .exits import APP_LOAD_ERROR, BROKER_BOOT_ERROR, FAILED, OK, WORKER_BOOT_ERROR, describe_status
@@ -184,7 +186,7 @@ class Master:
         self._install_signals()
         try:
             self.listener = self._bind()
-            if not self.broker_addresses:
+            if not self.broker_addresses and self.options.scale_options.scaler is Scaler.Default:
                 self.broker_addresses = self._private_broker_addresses()
             self._loop()
         except HaltServer as exc:
@@ -539,8 +541,10 @@ class Master:
 
     def _log_ready(self) -> None:
         """One line per process, as the seed prints them."""
-        self.log.info(">>> Master on: %d, PID: %d (Mode.Scale, %d worker(s), %d broker(s))", self.options.port,
-                      os.getpid(), self.worker_count, len(self.broker_addresses))
+        joined = (f"Redis {describe_redis(self.options.scale_options.redis or '')}"
+                  if self.options.scale_options.scaler is Scaler.Redis else f"{len(self.broker_addresses)} broker(s)")
+        self.log.info(">>> Master on: %d, PID: %d (Mode.Scale, %d worker(s), %s)", self.options.port, os.getpid(),
+                      self.worker_count, joined)
         for kind in ("broker", "worker"):
             for child in sorted(self._alive(kind), key=lambda c: str(c.slot).zfill(12)):
                 self._log_line(child)
@@ -552,9 +556,11 @@ class Master:
 
 def run_master(options: Options, log: Log) -> int:
     """Run ``Mode.Scale``: a master, its brokers and workers. Returns the exit code."""
-    if options.scale_options.scaler is Scaler.Redis:
-        log.error("Scaler.Redis is not available yet; use Scaler.Default (brokers)")
-        return 2
+    if options.scale_options.scaler is Scaler.Redis and not all(map(is_module_patched, ("socket", "select"))):
+        log.error("Scaler.Redis needs gevent's monkey-patching (redis-py uses the standard library's sockets): "
+                  "run with 'python -m clusterws_gevent', or call gevent.monkey.patch_all() before importing "
+                  "anything else")
+        return FAILED
     if options.scale_options.default.horizontal_scale_options is not None:
         log.warning("horizontal_scale_options are not available yet; running on this machine only")
     warn_unless_patched(log)

@@ -26,6 +26,10 @@ class Connector:
         """Begin carrying messages for ``hub``."""
         self.hub = hub
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the links to the other processes are up; False if not after ``timeout`` seconds."""
+        return True
+
     def publish(self, channel: str, message: bytes) -> None:
         """Send a message published in this process to the other processes."""
         raise NotImplementedError
