@@ -7,6 +7,8 @@
 #   connect   5,000 connections; server RSS per conn  project-single vs raw-gevent (target <= 16 KiB)
 #   fanout    1,000 subscribers, 20,000 publishes     project-single vs raw-gevent, flask-sio
 #   xworker   cross-worker fan-out, 2 workers         project-scale vs flask-sio-redis
+#   xredis    cross-worker fan-out through Redis      project-scale-redis vs flask-sio-redis (target >= 10x)
+#   xserver   cross-server fan-out, hub vs Redis      (benchmarks/cross_server.py)
 #   1mib      1 MiB echo, Node.js ws client           (benchmarks/echo_1mib.sh)
 # env: ROUNDS (3), PYTHON (python with the project, default .venv/bin/python)
 set -euo pipefail
@@ -22,6 +24,8 @@ case "$scenario" in
   connect) exec "$BENCH/compare.sh" connect project-single raw-gevent -- "$@" ;;
   fanout)  exec "$BENCH/compare.sh" fanout project-single raw-gevent flask-sio -- "$@" ;;
   xworker) exec "$BENCH/compare.sh" xworker project-scale flask-sio-redis -- "$@" ;;
+  xredis)  exec "$BENCH/compare.sh" xworker project-scale-redis flask-sio-redis -- "$@" ;;
+  xserver) exec "$PROJECT_PYTHON" "$HERE/cross_server.py" "$@" ;;
   1mib)    exec "$HERE/echo_1mib.sh" ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

@@ -473,9 +473,19 @@ class HorizontalScaleOptions(OptionGroup):
     key: Optional[str] = option(None, validator=_optional_str, cli="--horizontal-key", help=(
         "Shared secret of the scaler hubs and every server that joins them."))
     scalers_urls: Tuple[str, ...] = option(default_factory=tuple, validator=_urls, cli="--scalers-urls",
-                                           metavar="URL,URL", help="Scaler hubs to join: ws://host:port entries.")
+                                           metavar="URL,URL", help=(
+        "Scaler hubs to join: ws://host:port, or wss://host:port with TLS (our TCP protocol, not WebSocket)."))
     master_options: Optional[MasterOptions] = option(None, cli=None, inner=MasterOptions, validator=lambda n, v: (
         None if v is None else MasterOptions.coerce(n, v)), help="{port, tls_options}: run a scaler hub here too.")
+    ca_certs: Optional[str] = option(None, validator=_existing_file, cli="--scalers-ca-certs", help=(
+        "CA file to verify the hubs' certificates with (wss:// entries); default: the system's trust store."))
+
+    def _check(self) -> None:
+        if not self.key:
+            raise OptionError(self._path + "key", "is required (a non-empty shared secret) when "
+                                                  "horizontal_scale_options are given")
+        if not self.scalers_urls and self.master_options is None:
+            raise OptionError(self._path.rstrip("."), "needs scalers_urls, master_options or both")
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,15 @@ from ..options import Options
 from ..pubsub.connector import Connector
 from ..scale.broker import Broker
 from ..scale.broker_client import BrokerConnector
+from ..scale.hub import Hub
+from ..scale.hub_link import HubRouter
 from ..websocket.wsgi import reset_socket_ids
 from .balance import AcceptGate, LoadTable
 from .exits import BROKER_BOOT_ERROR, OK, WORKER_BOOT_ERROR
 from .reloader import watch_sources
 from .worker import BACKLOG, Worker
 
-__all__ = ["ChildContext", "run_worker_process", "run_broker_process", "LINK_TIMEOUT"]
+__all__ = ["ChildContext", "run_worker_process", "run_broker_process", "run_hub_process", "LINK_TIMEOUT"]
 
 #: Seconds a new worker waits for its broker links before it counts as ready anyway.
 LINK_TIMEOUT = 5.0
@@ -173,13 +175,16 @@ def reuseport_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_broker_process(context: ChildContext, address: Address, stop_timeout: float) -> int:
-    """A broker on ``address``. Returns the exit code.
+def run_broker_process(context: ChildContext, address: Address, stop_timeout: float,
+                       hubs: Optional[HubRouter] = None) -> int:
+    """A broker on ``address`` (joined to the horizontal hubs, if ``hubs``). Returns the exit code.
 
     Args:
         stop_timeout: how long a stopping broker waits for its workers to leave.
     """
-    broker = Broker(address, context.key, context.log)
+    broker = Broker(address, context.key, context.log, hubs)
+    if hubs is not None:
+        hubs.deliver = broker.deliver_from_hub
     try:
         broker.start()
     except OSError as exc:
@@ -191,4 +196,19 @@ def run_broker_process(context: ChildContext, address: Address, stop_timeout: fl
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     context.wait_for_stop(f"broker {describe(address)}", (signal.SIGTERM,))
     broker.stop(wait_for_workers=stop_timeout)
+    return OK
+
+
+def run_hub_process(context: ChildContext, host: str, port: int, key: bytes, ssl_context: Any) -> int:
+    """The horizontal scaler hub on ``host:port``. Returns the exit code."""
+    hub = Hub(host, port, key, context.log, ssl_context)
+    try:
+        hub.start()
+    except OSError as exc:
+        context.log.error("hub cannot listen on port %d: %s", port, exc.strerror or exc)
+        return BROKER_BOOT_ERROR
+    context.ready()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a broker: stopped by the master, last
+    context.wait_for_stop(f"hub {port}", (signal.SIGTERM,))
+    hub.stop()
     return OK

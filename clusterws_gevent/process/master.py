@@ -34,6 +34,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import time
 import weakref
@@ -51,9 +52,10 @@ from ..exceptions import HaltServer
 from ..log import Log
 from ..net.sockets import Address
 from ..options import Options
+from ..scale.hub_link import HubRouter, hub_key
 from ..scale.redis_client import describe_redis
 from .balance import LoadTable
-from .child import ChildContext, run_broker_process, run_worker_process
+from .child import ChildContext, run_broker_process, run_hub_process, run_worker_process
 from .exits import APP_LOAD_ERROR, BROKER_BOOT_ERROR, FAILED, OK, WORKER_BOOT_ERROR, describe_status
 from .single import warn_unless_patched
 from .worker import BACKLOG, raise_open_files_limit
@@ -160,6 +162,11 @@ class Master:
         self.listener: Optional[socket.socket] = None
         self.load_table = LoadTable() if scale.balance == "least-connections" else None
         self.broker_addresses: List[Address] = list(scale.default.brokers_ports or ())
+        self.horizontal = scale.default.horizontal_scale_options
+        master_options = self.horizontal.master_options if self.horizontal is not None else None
+        #: The port of the scaler hub this master runs (master_options), or None.
+        self.hub_port = master_options.port if master_options is not None else None
+        self.server_id = os.urandom(8)  # this server, for the hubs (never an option, as the seed)
         # -- the desired state (changed by the handlers only)
         self.worker_count = scale.workers
         self.generation = 0  # SIGHUPs so far: workers of an older generation are due for replacement
@@ -332,8 +339,8 @@ class Master:
         self._check_heartbeats()
         if self.stopping:
             return self._reconcile_stop(now)
-        self._reconcile_brokers(now)
-        if self._serving or (self._complete("broker") and all(c.ready for c in self._alive("broker"))):
+        self._reconcile_services(now)
+        if self._serving or self._services_ready():
             self._reconcile_workers(now)
             self._advance_reload(now)
         if not self._serving:
@@ -343,11 +350,20 @@ class Master:
             raise HaltServer("no worker left", FAILED)
         return False
 
-    def _reconcile_brokers(self, now: float) -> None:
-        present = {c.slot for c in self._alive("broker")}
-        for address in self.broker_addresses:
-            if address not in present and self._may_spawn("broker", address, now):
-                self._spawn("broker", address)
+    def _services(self) -> List[Tuple[str, Slot]]:
+        """The processes that serve the workers: the hub (master_options), then the brokers."""
+        hub: List[Tuple[str, Slot]] = [("hub", self.hub_port)] if self.hub_port is not None else []
+        return hub + [("broker", address) for address in self.broker_addresses]
+
+    def _services_ready(self) -> bool:
+        ready = {(c.kind, c.slot) for c in self.children.values() if c.ready and not c.stopping}
+        return all(service in ready for service in self._services())
+
+    def _reconcile_services(self, now: float) -> None:
+        present = {(c.kind, c.slot) for c in self.children.values() if not c.stopping}
+        for kind, slot in self._services():
+            if (kind, slot) not in present and self._may_spawn(kind, slot, now):
+                self._spawn(kind, slot)
 
     def _reconcile_workers(self, now: float) -> None:
         present = {c.slot for c in self._alive("worker")}
@@ -409,16 +425,15 @@ class Master:
                 self._kill(child)
 
     def _check_start_up(self, now: float) -> None:
-        if self._complete("broker") and self._complete("worker") and all(c.ready for c in self.children.values()):
+        if self._services_ready() and self._complete("worker") and all(c.ready for c in self.children.values()):
             self._serving = True
             self._log_ready()
         elif now - self._started_at > READY_TIMEOUT + 1:
             raise HaltServer(f"not every process was ready within {READY_TIMEOUT:.0f}s", FAILED)
 
     def _complete(self, kind: str) -> bool:
-        slots = self.broker_addresses if kind == "broker" else range(1, self.worker_count + 1)
         present = {c.slot for c in self._alive(kind)}
-        return all(slot in present for slot in slots)
+        return all(slot in present for slot in range(1, self.worker_count + 1))
 
     def _may_spawn(self, kind: str, slot: Slot, now: float) -> bool:
         key = (kind, slot)
@@ -457,16 +472,38 @@ class Master:
             os.close(self._lifeline_w)  # only the master holds it: its death is our EOF
             context = ChildContext(ready_w, self._lifeline_r, self.key, self.log,
                                    heartbeat.fileno() if heartbeat is not None else -1)
-            if kind == "broker":
-                if self.listener is not None:
-                    self.listener.close()
-                code = run_broker_process(context, slot, self.graceful_timeout + KILL_MARGIN)
+            if kind != "worker" and self.listener is not None:
+                self.listener.close()
+            if kind == "hub":
+                code = self._run_hub(context, int(slot))
+            elif kind == "broker":
+                code = run_broker_process(context, slot, self.graceful_timeout + KILL_MARGIN, self._hub_router(slot))
             else:
                 code = run_worker_process(context, self.options, int(slot), self.listener, self.broker_addresses,
                                           self.load_table)
         except BaseException:  # noqa: B036 - a child must never return into the master's code
             self.log.exception("%s %s failed", kind, slot)
         return code
+
+    def _run_hub(self, context: ChildContext, port: int) -> int:
+        assert self.horizontal is not None and self.horizontal.master_options is not None
+        return run_hub_process(context, self.options.host or "", port, hub_key(self.horizontal.key or ""),
+                               self.horizontal.master_options.tls_options)
+
+    def _hub_router(self, address: Slot) -> Optional[HubRouter]:
+        """The links of broker ``address`` to the hubs (its own server's first), or None."""
+        horizontal = self.horizontal
+        if horizontal is None:
+            return None
+        urls = list(horizontal.scalers_urls)
+        if self.hub_port is not None:
+            tls = horizontal.master_options is not None and horizontal.master_options.tls_options is not None
+            urls.insert(0, f"{'wss' if tls else 'ws'}://127.0.0.1:{self.hub_port}")
+        context = ssl.create_default_context(cafile=horizontal.ca_certs) if any(
+            url.startswith("wss://") for url in urls) else None
+        index = self.broker_addresses.index(address) + 1
+        return HubRouter(urls, hub_key(horizontal.key or ""), index, self.server_id, lambda kind, frame: None,
+                         self.log, context)
 
     def _close_child_fds(self, child: Child) -> None:
         if child.heartbeat is not None:
@@ -545,12 +582,12 @@ class Master:
                   if self.options.scale_options.scaler is Scaler.Redis else f"{len(self.broker_addresses)} broker(s)")
         self.log.info(">>> Master on: %d, PID: %d (Mode.Scale, %d worker(s), %s)", self.options.port, os.getpid(),
                       self.worker_count, joined)
-        for kind in ("broker", "worker"):
+        for kind in ("hub", "broker", "worker"):
             for child in sorted(self._alive(kind), key=lambda c: str(c.slot).zfill(12)):
                 self._log_line(child)
 
     def _log_line(self, child: Child, note: str = "") -> None:
-        what = "Broker on" if child.kind == "broker" else "Worker"
+        what = {"broker": "Broker on", "hub": "Hub on"}.get(child.kind, "Worker")
         self.log.info(">>> %s: %s, PID: %d%s", what, child.slot, child.pid, note)
 
 
@@ -561,8 +598,6 @@ def run_master(options: Options, log: Log) -> int:
                   "run with 'python -m clusterws_gevent', or call gevent.monkey.patch_all() before importing "
                   "anything else")
         return FAILED
-    if options.scale_options.default.horizontal_scale_options is not None:
-        log.warning("horizontal_scale_options are not available yet; running on this machine only")
     warn_unless_patched(log)
     raise_open_files_limit(log)
     return Master(options, log).run()

@@ -32,8 +32,9 @@ from typing import List, Sequence, Tuple
 from ..exceptions import ProtocolError
 
 __all__ = [
-    "HELLO", "WELCOME", "INTEREST", "UNINTEREST", "ACK", "PUBLISH", "WORKERS", "CHALLENGE", "PROOF", "VERSION",
-    "NONCE_SIZE", "PROOF_SIZE", "MAX_FRAME", "HANDSHAKE_MAX_FRAME", "FrameParser", "new_nonce", "encode_hello",
+    "HELLO", "WELCOME", "INTEREST", "UNINTEREST", "ACK", "PUBLISH", "WORKERS", "CHALLENGE", "PROOF", "PING",
+    "PONG", "VERSION", "NONCE_SIZE", "PROOF_SIZE", "NODE_ID_SIZE", "encode_ping", "encode_pong", "rendezvous",
+    "MAX_FRAME", "HANDSHAKE_MAX_FRAME", "FrameParser", "new_nonce", "encode_hello",
     "decode_hello", "broker_proof", "worker_proof", "encode_challenge", "decode_challenge", "encode_proof",
     "decode_proof", "encode_welcome", "proofs_match", "encode_interest", "decode_interest", "encode_uninterest",
     "decode_names", "encode_ack", "decode_ack", "encode_publish", "decode_publish", "publish_channel",
@@ -49,15 +50,19 @@ PUBLISH = 6  #: both ways: a channel and its messages
 WORKERS = 7  #: both ways: one publish_to_workers message
 CHALLENGE = 8  #: broker -> worker: the broker's nonce and its proof
 PROOF = 9  #: worker -> broker: the worker's proof
+PING = 10  #: broker -> hub: are you there (hub links only; a silent link is dropped)
+PONG = 11  #: hub -> broker: the answer
 
 #: Version of this protocol, in HELLO: a broker refuses a worker of another version.
 VERSION = 1
 #: Bytes of each side's nonce, and of an HMAC-SHA256 proof.
 NONCE_SIZE = PROOF_SIZE = 32
+#: Bytes of a server's or a hub's id (hub links: which server a broker belongs to, which hub this is).
+NODE_ID_SIZE = 8
 #: Largest frame accepted (a publish batch of many messages fits; a runaway peer does not).
 MAX_FRAME = 64 << 20
 #: Largest frame accepted before the peer proved it holds the key (the handshake's frames).
-HANDSHAKE_MAX_FRAME = 1 + NONCE_SIZE + PROOF_SIZE
+HANDSHAKE_MAX_FRAME = 1 + NONCE_SIZE + PROOF_SIZE + NODE_ID_SIZE
 
 _HEADER = struct.Struct("!IB")
 _U16 = struct.Struct("!H")
@@ -136,42 +141,55 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_SIZE)
 
 
-def encode_hello(worker_id: int, nonce: bytes) -> bytes:
-    """HELLO: the protocol version, who connects, and the worker's fresh nonce."""
-    return _frame(HELLO, bytes((VERSION,)) + _U16.pack(worker_id) + nonce)
+def encode_hello(worker_id: int, nonce: bytes, server_id: bytes = b"") -> bytes:
+    """HELLO: the protocol version, who connects (a worker id; on a hub link, a broker's
+    number and its server's id), and the connecting side's fresh nonce."""
+    return _frame(HELLO, bytes((VERSION,)) + _U16.pack(worker_id) + nonce + server_id)
 
 
-def decode_hello(frame: bytes) -> Tuple[int, int, bytes]:
-    """(version, worker id, nonce) of a HELLO frame.
+def decode_hello(frame: bytes) -> Tuple[int, int, bytes, bytes]:
+    """(version, worker id, nonce, server id or b"") of a HELLO frame.
 
     Raises:
         ProtocolError: not a HELLO of this size.
     """
-    if len(frame) != 8 + NONCE_SIZE:
+    if len(frame) not in (8 + NONCE_SIZE, 8 + NONCE_SIZE + NODE_ID_SIZE):
         raise ProtocolError("malformed HELLO")
-    return frame[5], _U16.unpack_from(frame, 6)[0], frame[8:]
+    return frame[5], _U16.unpack_from(frame, 6)[0], frame[8 : 8 + NONCE_SIZE], frame[8 + NONCE_SIZE :]
 
 
-def broker_proof(key: bytes, worker_nonce: bytes, broker_nonce: bytes) -> bytes:
-    """The broker's proof that it holds ``key``, over both nonces."""
-    return hmac.new(key, b"broker" + worker_nonce + broker_nonce, hashlib.sha256).digest()
+def broker_proof(key: bytes, worker_nonce: bytes, broker_nonce: bytes, node_id: bytes = b"") -> bytes:
+    """The accepting side's proof that it holds ``key``, over both nonces (and its id)."""
+    return hmac.new(key, b"broker" + worker_nonce + broker_nonce + node_id, hashlib.sha256).digest()
 
 
-def worker_proof(key: bytes, broker_nonce: bytes, worker_nonce: bytes, worker_id: int) -> bytes:
-    """The worker's proof that it holds ``key``, over both nonces and its id."""
-    return hmac.new(key, b"worker" + broker_nonce + worker_nonce + _U16.pack(worker_id), hashlib.sha256).digest()
+def worker_proof(key: bytes, broker_nonce: bytes, worker_nonce: bytes, worker_id: int, server_id: bytes = b"") -> bytes:
+    """The connecting side's proof that it holds ``key``, over both nonces and its ids."""
+    return hmac.new(key, b"worker" + broker_nonce + worker_nonce + _U16.pack(worker_id) + server_id,
+                    hashlib.sha256).digest()
 
 
-def encode_challenge(broker_nonce: bytes, proof: bytes) -> bytes:
-    """CHALLENGE: the broker's nonce and its proof."""
-    return _frame(CHALLENGE, broker_nonce + proof)
+def encode_challenge(broker_nonce: bytes, proof: bytes, node_id: bytes = b"") -> bytes:
+    """CHALLENGE: the accepting side's nonce, its proof (and, from a hub, the hub's id)."""
+    return _frame(CHALLENGE, broker_nonce + proof + node_id)
 
 
-def decode_challenge(frame: bytes) -> Tuple[bytes, bytes]:
-    """(broker nonce, broker proof) of a CHALLENGE frame."""
-    if len(frame) != 5 + NONCE_SIZE + PROOF_SIZE:
+def decode_challenge(frame: bytes) -> Tuple[bytes, bytes, bytes]:
+    """(nonce, proof, node id or b"") of a CHALLENGE frame."""
+    if len(frame) not in (5 + NONCE_SIZE + PROOF_SIZE, 5 + NONCE_SIZE + PROOF_SIZE + NODE_ID_SIZE):
         raise ProtocolError("malformed CHALLENGE")
-    return frame[5 : 5 + NONCE_SIZE], frame[5 + NONCE_SIZE :]
+    end = 5 + NONCE_SIZE + PROOF_SIZE
+    return frame[5 : 5 + NONCE_SIZE], frame[5 + NONCE_SIZE : end], frame[end:]
+
+
+def encode_ping() -> bytes:
+    """PING: a hub link's keepalive."""
+    return _frame(PING, b"")
+
+
+def encode_pong() -> bytes:
+    """PONG: the hub's answer to PING."""
+    return _frame(PONG, b"")
 
 
 def encode_proof(proof: bytes) -> bytes:
@@ -283,3 +301,13 @@ def shard(channel: str, brokers: int) -> int:
     the same broker, so its messages keep their order.
     """
     return zlib.crc32(channel.encode("utf-8")) % brokers
+
+
+def rendezvous(channel: str, nodes: Sequence[bytes]) -> int:
+    """The index in ``nodes`` (hub ids) that owns ``channel``: the highest crc32 of id and name.
+
+    Every server computes the same owner from the same set of hubs whatever order it
+    learnt them in, and a lost hub moves only its own channels (rendezvous hashing).
+    """
+    name = channel.encode("utf-8")
+    return max(range(len(nodes)), key=lambda i: (zlib.crc32(nodes[i] + name), nodes[i]))

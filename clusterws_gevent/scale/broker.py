@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import gevent
 from gevent.event import Event
@@ -25,6 +25,9 @@ from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..net.sockets import Address, describe, listen, set_nodelay
 from ..protocol import broker_wire as wire
 from ..websocket.outbox import Outbox
+
+if TYPE_CHECKING:
+    from .hub_link import HubRouter
 
 __all__ = ["Broker", "recv_frames", "HELLO_TIMEOUT", "LINK_OUTBOX", "MAX_HANDSHAKES"]
 
@@ -50,12 +53,14 @@ def recv_frames(sock: Any, parser: wire.FrameParser) -> List[Tuple[int, bytes]]:
 
 
 class _Link:
-    """One worker's connection to this broker."""
+    """One worker's connection to this broker (or, on a hub, one broker's)."""
 
-    __slots__ = ("worker_id", "sock", "outbox", "channels", "address")
+    __slots__ = ("worker_id", "server_id", "sock", "outbox", "channels", "address")
 
-    def __init__(self, worker_id: int, sock: Any, address: Any, on_overflow: Callable[[_Link, int], None]) -> None:
+    def __init__(self, worker_id: int, sock: Any, address: Any, on_overflow: Callable[[_Link, int], None],
+                 server_id: bytes = b"") -> None:
         self.worker_id = worker_id
+        self.server_id = server_id
         self.sock = sock
         self.outbox = Outbox(sock, LINK_OUTBOX, lambda waiting, refused: on_overflow(self, waiting),
                              lambda exc: None)  # a broken link ends its read loop too
@@ -70,14 +75,23 @@ class Broker:
         address: where to listen: a Unix socket path, or a port on loopback.
         key: the cluster key every worker must prove it holds.
         log: where to log.
+        hubs: the links to the horizontal hubs (``scale/hub_link.py``), if the server joins any.
     """
 
-    def __init__(self, address: Address, key: bytes, log: Log) -> None:
+    #: How logs name this process, and the peers it refuses.
+    role = "broker"
+    #: This process's id, sent in CHALLENGE (a hub's; b"" for a broker).
+    node_id = b""
+    #: The secret a peer must prove it holds, in refusals.
+    key_name = "this cluster's key"
+
+    def __init__(self, address: Address, key: bytes, log: Log, hubs: Optional[HubRouter] = None) -> None:
         self.address = address
         #: How logs name this broker.
         self.name = describe(address)
         self.key = key
         self.log = log
+        self.hubs = hubs
         self.server: Optional[StreamServer] = None
         self._handshakes = 0
         self._links: Set[_Link] = set()
@@ -89,8 +103,17 @@ class Broker:
 
     def start(self) -> None:
         """Listen (raises OSError if the address is taken)."""
-        self.server = StreamServer(listen(self.address), self._serve, spawn=gevent.spawn_raw)
+        self.server = StreamServer(self._listen(), self._serve, spawn=gevent.spawn_raw)
         self.server.start()
+        if self.hubs is not None:
+            self.hubs.start()
+
+    def _listen(self) -> Any:
+        return listen(self.address)
+
+    def _accepted(self, sock: Any) -> Any:
+        """The socket to speak on (a hub wraps it in TLS); None to drop the connection."""
+        return sock
 
     def stop(self, wait_for_workers: float = 0.0) -> None:
         """Stop listening and close every link, after waiting at most ``wait_for_workers``
@@ -98,6 +121,8 @@ class Broker:
         systemd sends it: the workers still close their WebSockets through their links)."""
         if self.server is None:
             return
+        if self.hubs is not None:
+            self.hubs.stop()
         self.server.close()
         if self._links and not self._no_links.wait(wait_for_workers):
             self.log.warning("broker %s: %d worker link(s) still open after %.0fs; closing them", self.name,
@@ -117,6 +142,9 @@ class Broker:
 
     def _serve(self, sock: Any, address: Any) -> None:
         set_nodelay(sock)  # small frames (ACK, one publish) must not wait
+        sock = self._accepted(sock)
+        if sock is None:
+            return
         parser = wire.FrameParser(wire.HANDSHAKE_MAX_FRAME)
         link: Optional[_Link] = None
         try:
@@ -133,10 +161,10 @@ class Broker:
                     self._dispatch(link, kind, frame)
                     spend(MESSAGE_COST)
         except ProtocolError as exc:
-            self.log.error("broker %s: bad frame from worker %s: %s; link closed", self.name,
+            self.log.error("%s %s: bad frame from %s: %s; link closed", self.role, self.name,
                            link.worker_id if link else address, exc)
         except OSError:
-            pass
+            pass  # the peer went away (a hub drops a link silent for too long: a timeout is an OSError)
         finally:
             if link is not None:
                 self._forget(link)
@@ -164,54 +192,96 @@ class Broker:
         if not frames or frames[0][0] != wire.HELLO:
             self._refuse(address, "no HELLO")
             return None
-        version, worker_id, worker_nonce = wire.decode_hello(frames[0][1])
+        version, worker_id, worker_nonce, server_id = wire.decode_hello(frames[0][1])
         if version != wire.VERSION:
-            self._refuse(address, f"protocol version {version}, this broker speaks {wire.VERSION}")
+            self._refuse(address, f"protocol version {version}, this {self.role} speaks {wire.VERSION}")
             return None
         broker_nonce = wire.new_nonce()
-        sock.sendall(wire.encode_challenge(broker_nonce, wire.broker_proof(self.key, worker_nonce, broker_nonce)))
+        proof = wire.broker_proof(self.key, worker_nonce, broker_nonce, self.node_id)
+        sock.sendall(wire.encode_challenge(broker_nonce, proof, self.node_id))
         frames = frames[1:] or recv_frames(sock, parser)
         if not frames or frames[0][0] != wire.PROOF:
             self._refuse(address, "no PROOF")
             return None
-        expected = wire.worker_proof(self.key, broker_nonce, worker_nonce, worker_id)
+        expected = wire.worker_proof(self.key, broker_nonce, worker_nonce, worker_id, server_id)
         if not wire.proofs_match(wire.decode_proof(frames[0][1]), expected):
-            self._refuse(address, "a wrong proof: it does not hold this cluster's key")
+            self._refuse(address, f"a wrong proof: it does not hold {self.key_name}")
             return None
         parser.max_frame = wire.MAX_FRAME
-        link = _Link(worker_id, sock, address, self._overflow)
+        link = _Link(worker_id, sock, address, self._overflow, server_id)
         link.outbox.write(wire.encode_welcome())
         self._links.add(link)
         self._no_links.clear()
-        self.log.debug("broker %s: worker %d connected", self.name, worker_id)
+        self.log.debug("%s %s: %d connected", self.role, self.name, worker_id)
         for kind, frame in frames[1:]:
             self._dispatch(link, kind, frame)
         return link
 
     def _refuse(self, address: Any, why: str) -> None:
-        self.log.warning("broker %s: refused a connection from %s: %s", self.name, address or "a local process", why)
+        self.log.warning("%s %s: refused a connection from %s: %s", self.role, self.name, address or "a local process",
+                         why)
 
     def _dispatch(self, link: _Link, kind: int, frame: bytes) -> None:
         if kind == wire.PUBLISH:
             channel = wire.publish_channel(frame)
-            for target in self._interest.get(channel, ()):
-                if target is not link and not target.outbox.write(frame):
-                    self.dropped += 1
+            self._route(link, channel, frame)
+            if self.hubs is not None:
+                self.hubs.forward(channel, frame)  # to the hub of the channel, for the other servers
         elif kind == wire.INTEREST:
             request_id, names = wire.decode_interest(frame)
-            for name in names:
-                self._interest.setdefault(name, set()).add(link)
-                link.channels.add(name)
-            link.outbox.write(wire.encode_ack(request_id))  # the route is live from here on
+            opened = [name for name in names if self._join(link, name)]
+            if self.hubs is not None and opened:
+                gevent.spawn(self._confirm_when_live, link, request_id, opened)
+            else:
+                link.outbox.write(wire.encode_ack(request_id))  # the route is live from here on
         elif kind == wire.UNINTEREST:
             for name in wire.decode_names(frame):
                 self._leave(link, name)
         elif kind == wire.WORKERS:
-            for target in tuple(self._links):
-                if target is not link:
-                    target.outbox.write(frame)
+            for target in self._worker_targets(link):
+                target.outbox.write(frame)
+            if self.hubs is not None:
+                self.hubs.forward_to_workers(frame)
+        elif kind == wire.PING:
+            link.outbox.write(wire.encode_pong())
         else:
             raise ProtocolError(f"unknown frame type {kind}")
+
+    def _route(self, source: Optional[_Link], channel: str, frame: bytes) -> None:
+        """``frame`` to every link interested in ``channel``, but the sender."""
+        for target in self._interest.get(channel, ()):
+            if self._routable(target, source) and not target.outbox.write(frame):
+                self.dropped += 1
+
+    def _routable(self, target: _Link, source: Optional[_Link]) -> bool:
+        return target is not source
+
+    def _worker_targets(self, source: _Link) -> List[_Link]:
+        """Where a publish_to_workers message from ``source`` goes: every other worker."""
+        return [target for target in self._links if target is not source]
+
+    def _join(self, link: _Link, name: str) -> bool:
+        """Route ``name`` to ``link``; True if the channel had no subscriber here before."""
+        members = self._interest.setdefault(name, set())
+        opened = not members
+        members.add(link)
+        link.channels.add(name)
+        return opened
+
+    def _confirm_when_live(self, link: _Link, request_id: int, opened: List[str]) -> None:
+        """ACK a worker's interest once the hubs confirmed the channels that just opened here:
+        the subscribe reply means the route is live end to end."""
+        assert self.hubs is not None
+        self.hubs.declare(opened)
+        link.outbox.write(wire.encode_ack(request_id))
+
+    def deliver_from_hub(self, kind: int, frame: bytes) -> None:
+        """What a hub forwards from another server: to this broker's workers only."""
+        if kind == wire.PUBLISH:
+            self._route(None, wire.publish_channel(frame), frame)
+        else:
+            for target in tuple(self._links):
+                target.outbox.write(frame)
 
     def _leave(self, link: _Link, name: str) -> None:
         link.channels.discard(name)
@@ -220,6 +290,8 @@ class Broker:
             members.discard(link)
             if not members:
                 del self._interest[name]
+                if self.hubs is not None:
+                    self.hubs.drop(name)
 
     def _forget(self, link: _Link) -> None:
         self._links.discard(link)
@@ -228,7 +300,7 @@ class Broker:
         for name in tuple(link.channels):
             self._leave(link, name)
         link.outbox.discard()
-        self.log.debug("broker %s: worker %d disconnected", self.name, link.worker_id)
+        self.log.debug("%s %s: %d disconnected", self.role, self.name, link.worker_id)
 
     def _overflow(self, link: _Link, waiting: int) -> None:
         self.log.error("broker %s: worker %d does not read (%d bytes waiting); dropping its link, it will "

@@ -74,6 +74,11 @@ class BrokerLink:
         self.dropped = 0
         #: Messages received from the broker (counters for tests and monitoring).
         self.received = 0
+        #: Sent in HELLO on a hub link: the id of this broker's server (b"" to a broker).
+        self.server_id = b""
+        #: The peer's id, from its CHALLENGE (a hub's; b"" from a broker).
+        self.node_id = b""
+        self._refusal = ""  # the last refusal logged as an error
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -96,14 +101,18 @@ class BrokerLink:
                 delay = RECONNECT_MIN
                 self._read()
             except BrokerAuthError as exc:
-                self.log.error("broker link %s: %s; refused, retrying in %.2fs", self.name, exc, delay)
+                # once per cause: a misconfigured peer would otherwise log at every retry
+                level = self.log.error if str(exc) != self._refusal else self.log.debug
+                self._refusal = str(exc)
+                level("%s link %s: %s; refused, retrying in %.2fs", self.peer, self.name, exc, delay)
             except (OSError, ProtocolError, gevent.Timeout) as exc:
                 if self.connected.is_set():
-                    self.log.warning("broker link %s lost (%s); reconnecting", self.name, exc)
+                    self.log.warning("%s link %s lost (%s); reconnecting", self.peer, self.name, exc)
                 else:
-                    self.log.debug("broker link %s: cannot connect (%s); retrying in %.2fs", self.name, exc, delay)
+                    self.log.debug("%s link %s: cannot connect (%s); retrying in %.2fs", self.peer, self.name, exc,
+                                   delay)
             except Exception:  # a bug must not end the link for good: pub/sub through it would be dead
-                self.log.exception("broker link %s failed; reconnecting in %.2fs", self.name, delay)
+                self.log.exception("%s link %s failed; reconnecting in %.2fs", self.peer, self.name, delay)
             finally:
                 self._close()
             if self._stopped:
@@ -111,14 +120,26 @@ class BrokerLink:
             gevent.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
+    #: Seconds a read may wait for the peer before the link counts as dead (None: forever;
+    #: a hub link, which pings, sets one).
+    read_timeout: Optional[float] = None
+    #: Who the peer is, in logs and errors...
+    peer = "broker"
+    #: ... and the secret it must prove it holds.
+    key_name = "the cluster key"
+
+    def _open(self) -> Any:
+        """A connected socket to the peer."""
+        return connect(self.address, timeout=2.0)
+
     def _connect(self) -> None:
-        sock = connect(self.address, timeout=2.0)
+        sock = self._open()
         try:
             parser, frames = self._authenticate(sock)
         except BaseException:
             sock.close()
             raise
-        sock.settimeout(None)
+        sock.settimeout(self.read_timeout)
         self._sock, self._parser = sock, parser
         self._outbox = Outbox(sock, LINK_OUTBOX, self._overflow, lambda exc: self._close())
         if self.interests:
@@ -128,13 +149,20 @@ class BrokerLink:
             self._declare(list(self.interests))
         self.connected.set()
         if self.dropped:
-            self.log.warning("broker link %s: back; %d message(s) were dropped while it was down",
+            self.log.warning("%s link %s: back; %d message(s) were dropped while it was down", self.peer,
                              self.name, self.dropped)
             self.dropped = 0
         else:
-            self.log.debug("broker link %s: connected", self.name)
+            self.log.debug("%s link %s: connected", self.peer, self.name)
+        self._on_up()
         for kind, frame in frames:  # what the broker sent right after WELCOME
             self._dispatch(kind, frame)
+
+    def _on_up(self) -> None:
+        """The link is up (after the handshake); a subclass may start more work."""
+
+    def _on_down(self) -> None:
+        """The link went down."""
 
     def _authenticate(self, sock: Any) -> Tuple[wire.FrameParser, List[Tuple[int, bytes]]]:
         """The handshake (``protocol/broker_wire.py``): nothing but HELLO is sent before the
@@ -145,21 +173,23 @@ class BrokerLink:
             OSError: the link broke (the broker refused our proof and closed it).
         """
         worker_nonce = wire.new_nonce()
-        sock.sendall(wire.encode_hello(self.worker_id, worker_nonce))
+        sock.sendall(wire.encode_hello(self.worker_id, worker_nonce, self.server_id))
         parser = wire.FrameParser(wire.HANDSHAKE_MAX_FRAME)
         frames = recv_frames(sock, parser)
         if not frames:
-            raise OSError("the broker closed the link during the handshake")
+            raise OSError(f"the {self.peer} closed the link during the handshake")
         if frames[0][0] != wire.CHALLENGE:
-            raise BrokerAuthError(f"the peer at {self.name} did not answer the handshake; it is not our broker")
-        broker_nonce, proof = wire.decode_challenge(frames[0][1])
-        if not wire.proofs_match(proof, wire.broker_proof(self.key, worker_nonce, broker_nonce)):
-            raise BrokerAuthError(f"the peer at {self.name} does not hold the cluster key; it is not our broker")
-        parser.max_frame = wire.MAX_FRAME  # the broker proved itself: its frames may be large
-        sock.sendall(wire.encode_proof(wire.worker_proof(self.key, broker_nonce, worker_nonce, self.worker_id)))
+            raise BrokerAuthError(f"the peer at {self.name} did not answer the handshake; it is not our {self.peer}")
+        broker_nonce, proof, node_id = wire.decode_challenge(frames[0][1])
+        if not wire.proofs_match(proof, wire.broker_proof(self.key, worker_nonce, broker_nonce, node_id)):
+            raise BrokerAuthError(f"the peer at {self.name} does not hold {self.key_name}; it is not our {self.peer}")
+        self.node_id = node_id
+        parser.max_frame = wire.MAX_FRAME  # the peer proved itself: its frames may be large
+        sock.sendall(wire.encode_proof(wire.worker_proof(self.key, broker_nonce, worker_nonce, self.worker_id,
+                                                         self.server_id)))
         frames = frames[1:] or recv_frames(sock, parser)
         if not frames or frames[0][0] != wire.WELCOME:
-            raise OSError("the broker refused our proof or closed the link")
+            raise OSError(f"the {self.peer} refused our proof or closed the link")
         return parser, frames[1:]
 
     def _read(self) -> None:
@@ -168,7 +198,7 @@ class BrokerLink:
         while True:
             data = sock.recv(65536)
             if not data:
-                raise OSError("the broker closed the link")
+                raise OSError(f"the {self.peer} closed the link")
             spend(len(data))
             for kind, frame in parser.feed(data):
                 self._dispatch(kind, frame)
@@ -177,6 +207,8 @@ class BrokerLink:
     def _close(self) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
+        if was_connected:
+            self._on_down()
         if self._outbox is not None:
             self._outbox.discard()
             self._outbox = None
@@ -228,14 +260,20 @@ class BrokerLink:
         assert self._outbox is not None
         self._outbox.write(wire.encode_interest(request_id, names))
 
+    def declare(self, channel: str) -> Event:
+        """Route ``channel`` here, without waiting; the event is set once the peer confirmed."""
+        event = self.interests[channel] = Event()
+        if self.connected.is_set() and self._outbox is not None:
+            self._declare([channel])
+        return event
+
     def add_interest(self, channel: str, timeout: float = ACK_TIMEOUT) -> bool:
         """Route ``channel`` here; returns once the broker confirmed (or the link is down: the
         channel is declared at the next connection, and until then the route is down, a fault
         counted in ``dropped``). False if a connected broker did not confirm in time."""
-        event = self.interests[channel] = Event()
+        event = self.declare(channel)
         if not self.connected.is_set() or self._outbox is None:
             return True
-        self._declare([channel])
         if event.wait(timeout):
             return True
         self.log.warning("broker link %s: no confirmation of channel %r within %.1fs; subscription refused",

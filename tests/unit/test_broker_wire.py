@@ -24,7 +24,7 @@ def test_frames_round_trip_through_any_chunking():
     assert [frame for _, frame in got] == frames
     kinds = [kind for kind, _ in got]
     assert kinds == [wire.HELLO, wire.INTEREST, wire.UNINTEREST, wire.ACK, wire.PUBLISH, wire.WORKERS]
-    assert wire.decode_hello(got[0][1]) == (wire.VERSION, 7, nonce)
+    assert wire.decode_hello(got[0][1]) == (wire.VERSION, 7, nonce, b"")
     assert wire.decode_interest(got[1][1]) == (42, ["chat", "néws"])
     assert wire.decode_names(got[2][1]) == ["chat"]
     assert wire.decode_ack(got[3][1]) == 42
@@ -64,7 +64,7 @@ def test_the_handshake_proves_the_key_both_ways_without_sending_it():
     proof = wire.encode_proof(wire.worker_proof(key, broker_nonce, worker_nonce, 3))
     for frame in (hello, challenge, proof):
         assert key not in frame and len(frame) <= 4 + wire.HANDSHAKE_MAX_FRAME
-    got_nonce, got_proof = wire.decode_challenge(challenge)
+    got_nonce, got_proof, _ = wire.decode_challenge(challenge)
     assert wire.proofs_match(got_proof, wire.broker_proof(key, worker_nonce, got_nonce))
     assert not wire.proofs_match(got_proof, wire.broker_proof(other, worker_nonce, got_nonce))
     assert wire.proofs_match(wire.decode_proof(proof), wire.worker_proof(key, broker_nonce, worker_nonce, 3))
