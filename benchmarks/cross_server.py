@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import gevent  # noqa: E402
+from helpers import RedisServer  # noqa: E402
 
 from clusterws_gevent.client import Client  # noqa: E402
 from clusterws_gevent.testing import ServerProcess, free_port, wait_until  # noqa: E402
-from helpers import RedisServer  # noqa: E402
 
 KEY = "benchmark"
 

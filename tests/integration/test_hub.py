@@ -11,11 +11,11 @@ from typing import Any, List
 
 import pytest
 import trustme
+from helpers import on_each_worker, whoami, worker_pids
 
 from clusterws_gevent.client import Client
 from clusterws_gevent.protocol import broker_wire as wire
 from clusterws_gevent.testing import check_delivery_order, free_port, wait_until
-from helpers import on_each_worker, whoami, worker_pids
 
 KEY = "the shared secret"
 
