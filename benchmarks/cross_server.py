@@ -33,7 +33,7 @@ def start_servers(scaler, workdir, redis_url=None):
     for i in range(2):
         port = free_port()
         flags = ["apps.pubsub:worker", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                 "--no-auto-ping", "--log-level", "warn"]
+                 "--no-auto-ping"]
         if scaler == "redis":
             flags += ["--scaler", "redis", "--redis-url", redis_url]
         else:

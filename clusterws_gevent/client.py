@@ -146,7 +146,7 @@ class Client(_Emitter):
         timeout: seconds for connecting and the opening handshake.
         max_message_size: largest message accepted from the server.
 
-    Events (``on``): ``open()``, ``close(code, reason)``, ``error(exc)``, ``ping()``,
+    Events (``on``): ``open()``, ``close(code, reason)``, ``error(exc)``, ``ping()``, ``pong(payload)``,
     ``message(raw)`` (intercepts every frame), and the server's own events.
     """
 
@@ -340,6 +340,11 @@ class Client(_Emitter):
     def _send_raw(self, payload: bytes) -> None:
         self._send_frame(Opcode.TEXT, payload)
 
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a protocol-level ping; the server answers with a pong (``on("pong")``) once it
+        has handled everything sent before it."""
+        self._send_frame(Opcode.PING, payload)
+
     def _send_frame(self, opcode: Opcode, payload: bytes) -> None:
         proto = self._proto
         if proto is None or proto.state is not OPEN:
@@ -347,6 +352,8 @@ class Client(_Emitter):
         with self._lock:
             if opcode is Opcode.TEXT:
                 proto.send_text(payload)
+            elif opcode is Opcode.PING:
+                proto.send_ping(payload)
             else:
                 proto.send_binary(payload)
             self._flush(proto)
@@ -412,6 +419,8 @@ class Client(_Emitter):
                 return
             if not self._emit("message", message):
                 self.process_message(message)
+        elif opcode is Opcode.PONG:
+            self._emit("pong", bytes(frame.data))
 
     def _disconnected(self, sock: Any, code: int, reason: str) -> None:
         self._opened.clear()

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
+from . import registry
 from .enums import Mode
 from .exceptions import OptionTypeError
+from .flask_ext import is_flask_app
 from .log import make_log
 from .options import Options, camel_case
+from .typing import Data
 
 __all__ = ["ClusterWS"]
 
@@ -33,10 +36,10 @@ class ClusterWS:
     def __init__(self, worker: Optional[Callable[[Any], Any]] = None, *, port: Optional[int] = None,
                  host: Optional[str] = None, mode: Any = None, app: Any = None, websocket_options: Any = None,
                  logger_options: Any = None, tls_options: Any = None, scale_options: Any = None,
-                 **seed_options: Any) -> None:
+                 metrics_options: Any = None, **seed_options: Any) -> None:
         given = {"worker": worker, "port": port, "host": host, "mode": mode, "app": app,
                  "websocket_options": websocket_options, "logger_options": logger_options,
-                 "tls_options": tls_options, "scale_options": scale_options}
+                 "tls_options": tls_options, "scale_options": scale_options, "metrics_options": metrics_options}
         for key, value in seed_options.items():
             name = _SEED_NAMES.get(key)
             if name is None:
@@ -45,14 +48,56 @@ class ClusterWS:
                 raise OptionTypeError(name, f"given twice (as {name} and {key})")
             given[name] = value
         self.options = Options(**{name: value for name, value in given.items() if value is not None})
+        if hasattr(self.options.app, "extensions") and is_flask_app(self.options.app):
+            self.options.app.extensions["clusterws"] = self
+
+    @staticmethod
+    def option_names() -> List[str]:
+        """The keyword arguments ClusterWS takes (the top-level options)."""
+        return list(_TOP_LEVEL)
 
     def init_app(self, app: Any) -> None:
         """Serve the Flask ``app`` on the same port (the Flask extension pattern).
 
-        ``app.extensions["clusterws"]`` is set to this ClusterWS.
+        ``app.extensions["clusterws"]`` is set to this ClusterWS, so a view can publish with
+        ``current_app.extensions["clusterws"].publish(channel, data)``.
         """
         app.extensions["clusterws"] = self
         self.options = dataclasses.replace(self.options, app=app)
+
+    # -- publishing from anywhere in a worker: a Flask view, a greenlet, a listener --------------
+
+    def publish(self, channel: str, data: Data) -> None:
+        """Publish ``data`` to every subscriber of ``channel``, on every worker (and every
+        server joined by Redis or hubs). Call it in a worker process: from a Flask view, a
+        listener or a greenlet. From any other process, use :class:`~clusterws_gevent.Emitter`.
+
+        Raises:
+            RuntimeError: no worker serves in this process.
+            TypeError, ValueError: a bad channel name, or data JSON cannot carry.
+        """
+        self._worker().wss.publish(channel, data)
+
+    def publish_to_workers(self, data: Data) -> None:
+        """Send ``data`` to onWorkerMessage of every other worker (see :meth:`publish`)."""
+        self._worker().wss.publish_to_workers(data)
+
+    def test_client(self, flask_test_client: Any = None, path: str = "/", headers: Any = None) -> Any:
+        """A :class:`~clusterws_gevent.test_client.TestClient`: this ClusterWS's worker serves in
+        the test's process, and the connection carries ``flask_test_client``'s cookies."""
+        from .test_client import TestClient
+
+        return TestClient(self, flask_test_client=flask_test_client, path=path, headers=headers)
+
+    @staticmethod
+    def _worker() -> Any:
+        from .process.worker import current_worker
+
+        worker = current_worker()
+        if worker is None:
+            raise RuntimeError("no ClusterWS worker serves in this process: publish from a view, a listener or a "
+                               "greenlet of a worker, or from another process with clusterws_gevent.Emitter")
+        return worker
 
     def run(self) -> None:
         """Serve until SIGINT or SIGTERM (blocks), then exit the process with its status."""
@@ -60,6 +105,7 @@ class ClusterWS:
 
     def serve(self) -> int:
         """Serve until SIGINT or SIGTERM (blocks); returns the exit status instead of exiting."""
+        registry.running = self  # workers forked from here find it (app.extensions, publish)
         log = make_log(self.options.logger_options.logger, self.options.logger_options.log_level)
         if self.options.mode is Mode.Single:
             from .process.single import run_single

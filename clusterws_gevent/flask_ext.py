@@ -11,9 +11,25 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Mapping, Optional, Tuple
+from typing import Any, ContextManager, Optional, Tuple
 
-__all__ = ["is_flask_app", "socket_context", "current_request_and_session", "app_context"]
+__all__ = ["is_flask_app", "current_request_and_session", "app_context", "install_flask_app",
+           "EXTENSION_KEY", "UPGRADE_ENVIRON_KEY"]
+
+#: Where a Flask app keeps its ClusterWS (``current_app.extensions["clusterws"]``).
+EXTENSION_KEY = "clusterws"
+#: The environ key of an upgrade request: the server's callable that serves the WebSocket.
+UPGRADE_ENVIRON_KEY = "clusterws.upgrade"
+_HOOKED = "clusterws.upgrade_hook"
+
+
+def _serve_upgrade() -> Any:
+    """The app's last ``before_request`` hook: an upgrade request becomes a WebSocket here,
+    inside its request context, after the app's own hooks (which may refuse it)."""
+    from flask import request
+
+    serve = request.environ.get(UPGRADE_ENVIRON_KEY)
+    return serve() if serve is not None else None
 
 
 def is_flask_app(app: Any) -> bool:
@@ -23,14 +39,6 @@ def is_flask_app(app: Any) -> bool:
     except ImportError:  # pragma: no cover - Flask is a dependency
         return False
     return isinstance(app, Flask)
-
-
-def socket_context(app: Any, environ: Mapping[str, Any]) -> ContextManager[Any]:
-    """The Flask request context of ``environ`` for a Flask ``app``; else a no-op."""
-    if not is_flask_app(app):
-        return contextlib.nullcontext()
-    context: ContextManager[Any] = app.request_context(environ)
-    return context
 
 
 def app_context(app: Any) -> ContextManager[Any]:
@@ -49,3 +57,25 @@ def current_request_and_session() -> Tuple[Optional[Any], Optional[Any]]:
         return None, None
     # the objects behind the proxies: they stay valid in the greenlets the middleware uses
     return request._get_current_object(), session._get_current_object()  # type: ignore[attr-defined]
+
+
+def install_flask_app(app: Any) -> None:
+    """A worker serves ``app``: upgrade requests are served by a ``before_request`` hook
+    registered after the app's own (so they go through ``app.wsgi_app``'s middleware and the
+    app's hooks first), payloads are encoded with the app's JSON provider (its ``default``:
+    ``datetime``, ``UUID``, dataclasses...), and ``app.extensions["clusterws"]`` names the
+    ClusterWS this process serves (when the app did not set it itself)."""
+    from . import registry
+    from .protocol.messages import set_json_default
+
+    if not app.extensions.get(_HOOKED):
+        app.extensions[_HOOKED] = True
+        # appended to the public table rather than through app.before_request(): a worker may
+        # start after the app served requests (a test client), and Flask forbids setup then
+        app.before_request_funcs.setdefault(None, []).append(_serve_upgrade)
+
+    default = getattr(getattr(app, "json", None), "default", None)
+    if callable(default):
+        set_json_default(default)
+    if registry.running is not None:
+        app.extensions.setdefault(EXTENSION_KEY, registry.running)

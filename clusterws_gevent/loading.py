@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["import_object", "LazyImport", "resolve", "ImportFailed"]
+__all__ = ["import_object", "LazyImport", "Target", "resolve", "ImportFailed"]
 
 
 class ImportFailed(Exception):
@@ -80,3 +80,71 @@ class LazyImport:
 def resolve(obj: Any) -> Any:
     """``obj``, or what a :class:`LazyImport` names."""
     return obj.load() if isinstance(obj, LazyImport) else obj
+
+
+class Target:
+    """The command line's ``MODULE:NAME``: a worker function, or a Flask app (or factory)
+    whose module registered its worker with ``ClusterWS(worker=..., app=app)``.
+
+    :attr:`worker` and :attr:`app` import it when first used (in each worker, unless it was
+    :meth:`load`-ed in the master first, with ``--preload``).
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self._obj: Any = None
+        self._loaded = False
+
+    def load(self) -> Any:
+        """The object the spec names (imported the first time)."""
+        if not self._loaded:
+            self._obj = import_object(self.spec, "the target")
+            self._loaded = True
+        return self._obj
+
+    def may_be_app(self) -> bool:
+        """Whether the target may name an app (unknown until it is imported)."""
+        return not self._loaded or _is_app(self._obj)
+
+    @property
+    def worker(self) -> Any:
+        """The worker function (a lazy stand-in until the target is imported)."""
+        return self._worker() if self._loaded else _TargetWorker(self)
+
+    @property
+    def app(self) -> Any:
+        """The app, or None if the target is a worker function (lazy until imported)."""
+        return (self._obj if _is_app(self._obj) else None) if self._loaded else _TargetApp(self)
+
+    def _worker(self) -> Any:
+        obj = self.load()
+        if not _is_app(obj):
+            return obj
+        registered = obj.extensions.get("clusterws")
+        if registered is None:
+            raise ImportFailed(f"{self.spec} is an app whose module registered no worker: call "
+                               "ClusterWS(worker=..., app=app) there, or give module:worker")
+        return registered.options.worker
+
+
+def _is_app(obj: Any) -> bool:
+    return callable(obj) and isinstance(getattr(obj, "extensions", None), dict)
+
+
+class _TargetWorker(LazyImport):
+    def __init__(self, target: Target) -> None:
+        super().__init__(target.spec, "the worker")
+        self._target = target
+
+    def load(self) -> Any:
+        return self._target._worker()
+
+
+class _TargetApp(LazyImport):
+    def __init__(self, target: Target) -> None:
+        super().__init__(target.spec, "the app")
+        self._target = target
+
+    def load(self) -> Any:
+        obj = self._target.load()
+        return obj if _is_app(obj) else None

@@ -36,6 +36,7 @@ __all__ = [
     "HorizontalScaleOptions",
     "DefaultScalerOptions",
     "ScaleOptions",
+    "MetricsOptions",
     "Options",
     "camel_case",
     "iter_settings",
@@ -182,6 +183,9 @@ def _enum(enum_cls: Any) -> Validator:
         if isinstance(value, enum_cls):
             return value
         if isinstance(value, str):
+            prefix = enum_cls.__name__ + "."
+            if value.lower().startswith(prefix.lower()):  # "Mode.Single", as the Python code spells it
+                value = value[len(prefix):]
             for member_name, member in enum_cls.__members__.items():
                 if member_name.lower() == value.lower() or str(member.value).lower() == value.lower():
                     return member
@@ -354,6 +358,9 @@ class WebSocketOptions(OptionGroup):
         "Browser origins allowed to open a WebSocket (cross-site WebSocket hijacking): a list of "
         "'scheme://host[:port]', or '*' for any; by default only the page's own origin (Origin must match Host). "
         "Requests without an Origin header (non-browser clients) are accepted; a refused one gets 403."))
+    client_path: Optional[str] = option("/clusterws.js", validator=_ws_path, metavar="PATH", help=(
+        "Where the server serves its browser client (the same path ending in .mjs: the ES module, .d.ts: the "
+        "TypeScript declarations); None does not serve it."))
     max_header_bytes: int = option(64 << 10, validator=_positive_int, metavar="BYTES", help=(
         "Largest total size of an HTTP request's header lines; a larger request gets 431."))
     max_channel_length: int = option(255, validator=_positive_int, metavar="BYTES", help=(
@@ -374,6 +381,24 @@ class LoggerOptions(OptionGroup):
         "default: the 'clusterws_gevent' logger."))
     log_level: LogLevel = option(LogLevel.INFO, validator=_log_level, help=(
         "Level of the built-in logger: ALL, DEBUG, INFO, WARN or ERROR (ignored for a given logger)."))
+    access_log: bool = option(False, validator=_bool, help=(
+        "Log one line per HTTP request and WebSocket upgrade, in the common log format (pywsgi's), at info level."))
+
+
+@dataclass(frozen=True)
+class MetricsOptions(OptionGroup):
+    """``metrics_options``: Prometheus metrics and the health check."""
+
+    _path: ClassVar[str] = "metrics_options."
+
+    enabled: bool = option(False, validator=_bool, cli="--metrics", help=(
+        "Serve Prometheus metrics at path, aggregated over every worker whichever answers the scrape "
+        "(needs the metrics extra: pip install 'clusterws-gevent[metrics]')."))
+    path: str = option("/metrics", validator=_ws_path, cli="--metrics-path", metavar="PATH",
+                       help="Where the metrics are served.")
+    health_path: Optional[str] = option("/healthz", validator=_ws_path, cli="--health-path", metavar="PATH", help=(
+        "A health check: 200 while the worker serves and its pub/sub links are up, 503 otherwise; "
+        "served even when metrics are off; None does not serve it."))
 
 
 @dataclass(frozen=True)
@@ -574,6 +599,7 @@ class Options(OptionGroup):
     tls_options: Any = option(None, validator=_tls_validator(TLSOptions), cli=None, inner=TLSOptions, help=(
         "Serve https:// and wss://: an ssl.SSLContext, or a dict of tls_options."))
     scale_options: ScaleOptions = group(ScaleOptions, help="Processes of Mode.Scale.")
+    metrics_options: MetricsOptions = group(MetricsOptions, help="Prometheus metrics and the health check.")
 
     def _check(self) -> None:
         if not callable(self.worker):

@@ -57,7 +57,8 @@ from ..scale.redis_client import describe_redis
 from .balance import LoadTable
 from .child import ChildContext, run_broker_process, run_hub_process, run_worker_process
 from .exits import APP_LOAD_ERROR, BROKER_BOOT_ERROR, FAILED, OK, WORKER_BOOT_ERROR, describe_status
-from .single import warn_unless_patched
+from .metrics import forget_process, prepare_metrics_directory, remove_metrics_directory
+from .single import bind_hint, warn_unless_patched
 from .worker import BACKLOG, raise_open_files_limit
 
 __all__ = ["Master", "run_master", "SignalReceived", "ChildExited", "ChildReady", "READY_TIMEOUT", "TICK",
@@ -181,6 +182,7 @@ class Master:
         self._started_at = time.monotonic()
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._runtime_dir: Optional[str] = None
+        self._metrics_directory: Optional[str] = None
         self._signal_handlers: List[Any] = []
         # The master's own greenlets: a forked child inherits them and must kill them
         # (one reading a sibling's ready pipe would swallow that sibling's ready byte).
@@ -193,6 +195,7 @@ class Master:
         self._install_signals()
         try:
             self.listener = self._bind()
+            self._metrics_directory = prepare_metrics_directory(self.options.metrics_options, self.log)
             if not self.broker_addresses and self.options.scale_options.scaler is Scaler.Default:
                 self.broker_addresses = self._private_broker_addresses()
             self._loop()
@@ -208,6 +211,7 @@ class Master:
                 self.listener.close()
             if self._runtime_dir is not None:
                 shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            remove_metrics_directory(self._metrics_directory)
         return self.exit_code
 
     def _loop(self) -> None:
@@ -299,8 +303,10 @@ class Master:
         if child is None:
             return
         self._close_child_fds(child)
-        if self.load_table is not None and child.kind == "worker":
-            self.load_table.clear(int(child.slot))
+        if child.kind == "worker":
+            forget_process(pid)
+            if self.load_table is not None:
+                self.load_table.clear(int(child.slot))
         if child.stopping or self.stopping:
             self.log.info("%s (PID %d) exited", child.name, pid)
             return
@@ -562,8 +568,8 @@ class Master:
             sock.bind((host, self.options.port))
         except OSError as exc:
             sock.close()
-            raise HaltServer(f"cannot listen on {host or '*'}:{self.options.port}: {exc.strerror or exc}",
-                             FAILED) from None
+            raise HaltServer(f"cannot listen on {host or '*'}:{self.options.port}: {exc.strerror or exc}"
+                             f"{bind_hint(self.options.port)}", FAILED) from None
         sock.listen(BACKLOG)
         sock.setblocking(False)
         return sock

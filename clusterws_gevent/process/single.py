@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+from typing import Optional
 
 import gevent
 from gevent.event import Event
@@ -10,9 +11,18 @@ from gevent.monkey import is_module_patched
 from ..exceptions import HaltServer
 from ..log import Log
 from ..options import Options
+from .metrics import prepare_metrics_directory, remove_metrics_directory
 from .worker import Worker, raise_open_files_limit
 
-__all__ = ["run_single", "warn_unless_patched"]
+__all__ = ["run_single", "warn_unless_patched", "bind_hint"]
+
+
+def bind_hint(port: Optional[int]) -> str:
+    """What to change when the port cannot be bound."""
+    hint = " (choose another with --port, -b HOST:PORT or the port option"
+    if port is not None and port < 1024:
+        hint += f"; port {port} needs root or CAP_NET_BIND_SERVICE"
+    return hint + ")"
 
 
 def warn_unless_patched(log: Log) -> None:
@@ -29,14 +39,19 @@ def run_single(options: Options, log: Log) -> int:
     raise_open_files_limit(log)
     stop = Event()
     handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGINT, signal.SIGTERM)]
+    metrics_directory = None
     try:
+        metrics_directory = prepare_metrics_directory(options.metrics_options, log)
         worker = Worker(options, log)
         worker.start()
     except HaltServer as exc:
         log.error("cannot start: %s", exc.reason)
+        remove_metrics_directory(metrics_directory)
         return exc.exit_code
     except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", options.host or "*", options.port, exc.strerror or exc)
+        log.error("cannot listen on %s:%s: %s%s", options.host or "*", options.port, exc.strerror or exc,
+                  bind_hint(options.port))
+        remove_metrics_directory(metrics_directory)
         return 1
     log.info(">>> Worker: %d, PID: %d, on %s (Mode.Single)", worker.id, worker.pid, worker.url)
     try:
@@ -46,5 +61,6 @@ def run_single(options: Options, log: Log) -> int:
     finally:
         for handler in handlers:
             handler.cancel()
+        remove_metrics_directory(metrics_directory)
     log.info("stopped")
     return 0

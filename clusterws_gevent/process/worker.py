@@ -7,7 +7,7 @@ import time
 from typing import Any, Optional
 
 from ..exceptions import HaltServer
-from ..flask_ext import app_context
+from ..flask_ext import app_context, install_flask_app, is_flask_app
 from ..loading import ImportFailed, resolve
 from ..log import Log
 from ..options import Options
@@ -15,11 +15,19 @@ from ..pubsub.connector import Connector
 from ..websocket.server import WebSocketServer
 from ..websocket.wsgi import ClusterWSServer
 from .exits import APP_LOAD_ERROR, WORKER_BOOT_ERROR
+from .metrics import install_operations
 
-__all__ = ["Worker", "raise_open_files_limit", "BACKLOG"]
+__all__ = ["Worker", "raise_open_files_limit", "current_worker", "BACKLOG"]
 
 #: Listen backlog: bursts of thousands of connections are normal for a WebSocket server.
 BACKLOG = 2048
+
+_current: Optional[Worker] = None
+
+
+def current_worker() -> Optional[Worker]:
+    """The Worker serving in this process, or None (the master, another process)."""
+    return _current
 
 
 class Worker:
@@ -48,11 +56,14 @@ class Worker:
         except ImportFailed as exc:
             raise HaltServer(str(exc), APP_LOAD_ERROR) from None
         self.wss = WebSocketServer(options.websocket_options, log, connector)
+        if is_flask_app(self.app):
+            install_flask_app(self.app)
         if listener is None:
             listener = (options.host or "", options.port)
         self.server = ClusterWSServer(listener, self.app, self.wss, options.websocket_options, log,
-                                      ssl_context=options.tls_options, backlog=None if not isinstance(
-                                          listener, tuple) else BACKLOG)
+                                      ssl_context=options.tls_options, access_log=options.logger_options.access_log,
+                                      backlog=None if not isinstance(listener, tuple) else BACKLOG)
+        install_operations(self, options.metrics_options)
 
     @property
     def url(self) -> str:
@@ -76,6 +87,8 @@ class Worker:
         except Exception as exc:
             self.log.exception("worker function %r failed", self.options.worker)
             raise HaltServer(f"worker function failed: {exc!r}", WORKER_BOOT_ERROR) from exc
+        global _current
+        _current = self
         self.wss.start()
         self.server.start()
 

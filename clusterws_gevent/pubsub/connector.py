@@ -9,7 +9,7 @@ by the process where they were published.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 if TYPE_CHECKING:
     from .hub import PubSubHub
@@ -25,6 +25,15 @@ class Connector:
     def start(self, hub: PubSubHub) -> None:
         """Begin carrying messages for ``hub``."""
         self.hub = hub
+
+    def links_up(self) -> Tuple[int, int]:
+        """(links up, links) to the other processes; (0, 0) when there are none to have."""
+        return 0, 0
+
+    @property
+    def dropped_total(self) -> int:
+        """Messages dropped because a link was down, since the start."""
+        return 0
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until the links to the other processes are up; False if not after ``timeout`` seconds."""

@@ -72,6 +72,9 @@ class PubSubHub:
         self._queued = 0  # messages queued since the last flush (the flusher watches it grow)
         self._wake = Event()
         self._flusher: Any = None
+        #: Counters for monitoring: frames written to subscribers, and flushes.
+        self.deliveries = 0
+        self.batches = 0
 
     def start(self) -> None:
         """Start the flusher and the connector."""
@@ -213,12 +216,15 @@ class PubSubHub:
         pending, self._pending = self._pending, {}
         self._queued = 0
         self._pending_bytes = 0
+        self.batches += 1
         members = self.registry.members
         if len(pending) == 1:
             # The common case: one active channel, one frame for all its subscribers.
             ((channel, messages),) = pending.items()
             frame = encode_frame(OP_TEXT, encode_publish_frame([encode_channel_entry(channel, messages)]))
-            for subscriber in tuple(members(channel)):
+            subscribers = tuple(members(channel))
+            self.deliveries += len(subscribers)
+            for subscriber in subscribers:
                 subscriber.send_frame(frame)
             return
         per_subscriber: Dict[Any, List[bytes]] = {}
@@ -231,6 +237,7 @@ class PubSubHub:
                 else:
                     entries.append(entry)
         frames: Dict[Tuple[int, ...], bytes] = {}
+        self.deliveries += len(per_subscriber)
         for subscriber, entries in per_subscriber.items():
             key = tuple(map(id, entries))  # the entries live until the end of this flush
             shared = frames.get(key)

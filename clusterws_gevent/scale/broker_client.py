@@ -70,8 +70,10 @@ class BrokerLink:
         self._runner: Any = None
         self._stopped = False
         self.connected = Event()
-        #: Messages dropped because the link was down (reset when logged).
+        #: Messages dropped because the link was down (reset when logged)...
         self.dropped = 0
+        #: ... and those already logged.
+        self.dropped_logged = 0
         #: Messages received from the broker (counters for tests and monitoring).
         self.received = 0
         #: Sent in HELLO on a hub link: the id of this broker's server (b"" to a broker).
@@ -151,6 +153,7 @@ class BrokerLink:
         if self.dropped:
             self.log.warning("%s link %s: back; %d message(s) were dropped while it was down", self.peer,
                              self.name, self.dropped)
+            self.dropped_logged += self.dropped
             self.dropped = 0
         else:
             self.log.debug("%s link %s: connected", self.peer, self.name)
@@ -350,6 +353,14 @@ class BrokerConnector(Connector):
         super().start(hub)
         for link in self.links:
             link.start()
+
+    def links_up(self) -> Tuple[int, int]:
+        return sum(link.connected.is_set() for link in self.links), len(self.links)
+
+    @property
+    def dropped_total(self) -> int:
+        """Messages dropped on every link since the start."""
+        return sum(link.dropped + link.dropped_logged for link in self.links)
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until every link is up; False if some are not after ``timeout`` seconds."""

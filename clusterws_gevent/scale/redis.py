@@ -112,6 +112,7 @@ class RedisConnector(Connector):
         #: Counters (tests, monitoring): messages dropped while down (reset when logged), received,
         #: invalid messages on our channels, reconnections, failed probes.
         self.dropped = 0
+        self.dropped_logged = 0
         self.received = 0
         self.invalid = 0
         self.reconnects = 0
@@ -123,6 +124,14 @@ class RedisConnector(Connector):
         super().start(hub)
         self._tasks = [gevent.spawn(self._run_subscriber), gevent.spawn(self._run_writer),
                        gevent.spawn(self._run_canary)]
+
+    def links_up(self) -> Tuple[int, int]:
+        return int(self.writer_up.is_set()) + int(self.reader_up.is_set()), 2
+
+    @property
+    def dropped_total(self) -> int:
+        """Messages dropped since the start."""
+        return self.dropped + self.dropped_logged
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until both connections are up; False if not after ``timeout`` seconds."""
@@ -421,6 +430,7 @@ class RedisConnector(Connector):
         if self.dropped and self.writer_up.is_set() and self.reader_up.is_set():
             self.log.warning("redis %s: back; %d message(s) were dropped while it was unreachable", self.name,
                              self.dropped)
+            self.dropped_logged += self.dropped
             self.dropped = 0
         else:
             self.log.debug("redis %s: %s connected", self.name, what)

@@ -116,13 +116,13 @@ class BuiltinConnection(Connection):
                                            sink)
                                 break
                             if self.open:
-                                sink.on_text(text)
+                                sink._on_text(text)
                         elif not self._begin(False, payload, sink):
                             break
                     elif kind == BINARY:
                         if done:
                             if self.open:
-                                sink.on_binary(payload)
+                                sink._on_binary(payload)
                         elif not self._begin(True, payload, sink):
                             break
                     elif kind == CONT:
@@ -135,7 +135,8 @@ class BuiltinConnection(Connection):
                         break
                     if self._aborted:
                         break
-                    spend(MESSAGE_COST)
+                    if done or kind == CORE:  # a message (or control frame) handled; a chunk costs its bytes
+                        spend(MESSAGE_COST)
                 if self._proto is not None and self._proto.state is CLOSED:
                     break
                 data = recv(self.recv_size)
@@ -179,9 +180,9 @@ class BuiltinConnection(Connection):
             self._parts = self._decoder = None
             if self.open:
                 if self._binary:
-                    sink.on_binary(bytes(parts))
+                    sink._on_binary(bytes(parts))
                 else:
-                    sink.on_text(parts.decode("utf-8"))
+                    sink._on_text(parts.decode("utf-8"))
         return True
 
     # -- the core ---------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ class BuiltinConnection(Connection):
         for frame in proto.events_received():
             assert isinstance(frame, Frame)  # a core made OPEN only reports frames
             if frame.opcode is _PONG:
-                sink.on_pong()
+                sink._on_pong()
             elif frame.opcode is _CLOSE:
                 # RFC 6455 §5.4: a close may come between fragments; the partial message is dropped.
                 self._parts = self._decoder = None
@@ -226,7 +227,7 @@ class BuiltinConnection(Connection):
         self._parts = self._decoder = None
         self._core().fail(error.close_code, str(error)[:123])
         self._flush_core()
-        sink.on_protocol_error(error)
+        sink._on_protocol_error(error)
 
     def _report_core_error(self, exc: Exception, sink: ConnectionSink) -> None:
         """The core failed the connection itself: say why to the application."""
@@ -238,4 +239,4 @@ class BuiltinConnection(Connection):
             error = ProtocolError(str(exc))
         else:
             return  # EOFError: the client went away; the close event says 1006
-        sink.on_protocol_error(error)
+        sink._on_protocol_error(error)

@@ -21,11 +21,13 @@ from ..options import WebSocketOptions
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_close, frame_header
 from .outbox import Outbox
 
-__all__ = ["Connection", "ConnectionSink", "ABNORMAL_CLOSURE"]
+__all__ = ["Connection", "ConnectionSink", "ABNORMAL_CLOSURE", "SLOW_CONSUMER"]
 
 #: Close code reported when the connection ended without a close frame (RFC 6455 §7.1.5).
 ABNORMAL_CLOSURE = 1006
 _LINGER_RESET = struct.pack("ii", 1, 0)
+#: The abort reason of a socket whose client does not read (its outbox is full).
+SLOW_CONSUMER = "outbox overflow: the client is not reading"
 
 
 class ConnectionSink:
@@ -33,19 +35,19 @@ class ConnectionSink:
 
     __slots__ = ()
 
-    def on_text(self, text: str) -> None:
+    def _on_text(self, text: str) -> None:
         """A complete text message arrived."""
 
-    def on_binary(self, data: bytes) -> None:
+    def _on_binary(self, data: bytes) -> None:
         """A complete binary message arrived."""
 
-    def on_pong(self) -> None:
+    def _on_pong(self) -> None:
         """A protocol-level pong arrived."""
 
-    def on_protocol_error(self, error: ProtocolError) -> None:
+    def _on_protocol_error(self, error: ProtocolError) -> None:
         """The client broke the protocol; the connection is closing with ``error.close_code``."""
 
-    def on_close(self, code: int, reason: str) -> None:
+    def _on_close(self, code: int, reason: str) -> None:
         """The connection is closed; called exactly once, last."""
 
 
@@ -85,7 +87,7 @@ class Connection:
     # -- the engine's part ----------------------------------------------------------------------
 
     def run(self, sink: ConnectionSink) -> None:
-        """Read until the connection is closed, reporting to ``sink``; ends with ``sink.on_close``."""
+        """Read until the connection is closed, reporting to ``sink``; ends with ``sink._on_close``."""
         raise NotImplementedError
 
     def _send_close_frame(self, code: int, reason: str) -> None:
@@ -178,7 +180,7 @@ class Connection:
             self._close_timer.close()
             self._close_timer = None
         self.outbox.discard()
-        sink.on_close(code, reason)
+        sink._on_close(code, reason)
 
     def final_close(self, received: Optional[Tuple[int, str]], sent: Optional[Tuple[int, str]],
                     received_first: bool) -> Tuple[int, str]:
@@ -205,7 +207,12 @@ class Connection:
             return
         self.log.warning("socket %s: outbox full (%d bytes waiting, %d more refused): the client is not "
                          "reading; closing the connection", self.id, waiting, refused)
-        self.abort("outbox overflow: the client is not reading")
+        self.abort(SLOW_CONSUMER)
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped for this client (``outbox_overflow="drop"``)."""
+        return self._dropped
 
     def _on_write_error(self, exc: OSError) -> None:
         self.abort(f"write failed: {exc.strerror or exc}")

@@ -84,7 +84,7 @@ class _Reader(WebSocket):  # type: ignore[misc]
 
     def handle_pong(self, header: Any, payload: bytes) -> None:
         if self.sink is not None:
-            self.sink.on_pong()
+            self.sink._on_pong()
 
     def handle_close(self, header: Any, payload: bytes) -> None:
         if not payload:
@@ -157,9 +157,9 @@ class GeventWebSocketConnection(Connection):
                     continue
                 if self.open:
                     if isinstance(message, str):
-                        sink.on_text(message)
+                        sink._on_text(message)
                     else:
-                        sink.on_binary(bytes(message))
+                        sink._on_binary(bytes(message))
             self._discard_until_eof()
         except OSError as exc:  # WebSocketError (end of stream) is an OSError too
             self._abort_reason = self._abort_reason or f"connection lost: {exc.strerror or exc}"
@@ -191,7 +191,7 @@ class GeventWebSocketConnection(Connection):
         self._state = ReadyState.CLOSING
         self.outbox.write_eof()
         self.arm_close_timer()
-        sink.on_protocol_error(error)
+        sink._on_protocol_error(error)
 
     def _discard_until_eof(self) -> None:
         """After the close: read until the client closes TCP (bounded by the close timer)."""

@@ -22,6 +22,7 @@ from ..pubsub.connector import Connector
 from ..pubsub.hub import PubSubHub
 from ..typing import Data, Listener
 from .socket import Socket, add_listener
+from .stats import ServerStats
 
 __all__ = ["WebSocketServer", "Decision", "KEPT_ENVIRON_KEYS", "trim_environ"]
 
@@ -91,6 +92,8 @@ class WebSocketServer:
         self._connection_listeners: List[Listener] = []
         self._middleware: Dict[Middleware, Callable[..., Any]] = {}
         self._sockets: Set[Socket] = set()
+        #: Counters for monitoring (``process/metrics.py``).
+        self.stats = ServerStats()
         self._config_frame = encode_frame(OP_TEXT, encode_config(options.auto_ping, options.ping_interval))
         self.hub = PubSubHub(log, connector, on_channel_open=self._channel_opened,
                              on_channel_close=self._channel_closed, on_worker_message=self._worker_message)

@@ -7,13 +7,14 @@ socket, never another socket.
 """
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Union, overload
 
 from ..enums import ReadyState
 from ..exceptions import ClusterWSError, IncorrectMessage, ProtocolError
 from ..protocol.messages import PONG, decode_message, encode_emit
 from ..typing import Data, Listener
-from .connection import Connection, ConnectionSink
+from .connection import SLOW_CONSUMER, Connection, ConnectionSink
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -101,6 +102,7 @@ class Socket(ConnectionSink):
         Raises:
             TypeError: ``raw`` is neither str nor bytes, or ``data`` is not JSON serializable.
         """
+        self._server.stats.messages_out += 1
         if data is _MISSING:
             if isinstance(event_or_raw, str):
                 return self._conn.send_text(event_or_raw.encode("utf-8"))
@@ -130,7 +132,7 @@ class Socket(ConnectionSink):
         intercepts frames: then that listener calls it for the frames it lets through.
         """
         if message in (PONG, _PONG_TEXT):
-            self.on_pong()
+            self._on_pong()
             return
         try:
             kind, param, data = decode_message(message)
@@ -139,7 +141,7 @@ class Socket(ConnectionSink):
             return
         if kind == "e":
             if isinstance(param, str) and param not in RESERVED_EVENTS:
-                self.emit(param, data)
+                self._fire(param, data)
         elif kind == "p":
             if isinstance(param, str) and self._channels is not None and param in self._channels:
                 self._server.publish(param, data)
@@ -174,6 +176,13 @@ class Socket(ConnectionSink):
     # -- used by the server ---------------------------------------------------------------------
 
     def emit(self, event: str, *args: Any) -> None:
+        """Deprecated: calls this socket's own server-side listeners of ``event``, and sends
+        nothing to the client. To send an event to the client, call ``send(event, data)``."""
+        warnings.warn("Socket.emit() calls the server-side listeners only and sends nothing to the client; "
+                      "use socket.send(event, data) to reach the client", DeprecationWarning, stacklevel=2)
+        self._fire(event, *args)
+
+    def _fire(self, event: str, *args: Any) -> None:
         """Call the listeners of ``event``; an exception in one is logged with the socket id
         and given to the ``error`` listeners (as Flask-SocketIO's error handlers get it)."""
         listeners = self._listeners.get(event)
@@ -185,7 +194,7 @@ class Socket(ConnectionSink):
             except Exception as exc:
                 self._server.log.exception("socket %s: listener of %r failed", self.id, event)
                 if event != "error":
-                    self.emit("error", exc)
+                    self._fire("error", exc)
 
     def send_frame(self, frame: bytes) -> bool:
         """Write an already encoded frame (fan-out and keepalive)."""
@@ -230,47 +239,52 @@ class Socket(ConnectionSink):
 
     # -- ConnectionSink ---------------------------------------------------------------------------
 
-    def on_text(self, text: str) -> None:
+    def _on_text(self, text: str) -> None:
         self._receive(text)
 
-    def on_binary(self, data: bytes) -> None:
+    def _on_binary(self, data: bytes) -> None:
         if data == PONG:  # the client's keepalive answer never reaches message listeners
-            self.on_pong()
+            self._on_pong()
             return
         self._receive(data)
 
     def _receive(self, message: Union[str, bytes]) -> None:
         """A frame from the client: to the ``message`` listeners if any, else to the protocol."""
+        self._server.stats.messages_in += 1
         self.busy = True
         try:
             if "message" in self._listeners:
-                self.emit("message", message)
+                self._fire("message", message)
             else:
                 self.process_message(message)
         except Exception as exc:  # a bug or a limit deep in the dispatch: this socket's problem only
             self._server.log.exception("socket %s: handling a message failed", self.id)
-            self.emit("error", exc)
+            self._fire("error", exc)
         finally:
             self.busy = False
 
-    def on_pong(self) -> None:
+    def _on_pong(self) -> None:
         self.awaiting_pong = False
-        self.emit("pong")
+        self._fire("pong")
 
-    def on_protocol_error(self, error: ProtocolError) -> None:
+    def _on_protocol_error(self, error: ProtocolError) -> None:
         if "error" in self._listeners:
-            self.emit("error", error)
+            self._fire("error", error)
         else:
             self._server.log.info("socket %s: closing with %d: %s", self.id, error.close_code, error)
 
-    def on_close(self, code: int, reason: str) -> None:
+    def _on_close(self, code: int, reason: str) -> None:
+        stats = self._server.stats
+        stats.dropped += self._conn.dropped
+        if reason == SLOW_CONSUMER:
+            stats.slow_consumer_closes += 1
         self._server.forget(self)
-        self.emit("close", code, reason)
+        self._fire("close", code, reason)
 
     def _fail(self, error: ClusterWSError) -> None:
         """A bad ClusterWS message: the ``error`` listeners decide; without one, log and terminate."""
         if "error" in self._listeners:
-            self.emit("error", error)
+            self._fire("error", error)
             return
         detail = getattr(error, "detail", "")
         self._server.log.warning("socket %s: %s%s; terminating it (add an 'error' listener to decide otherwise)",

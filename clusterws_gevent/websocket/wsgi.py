@@ -10,6 +10,7 @@ import http.client
 import itertools
 import os
 import socket as stdlib_socket
+from http import HTTPStatus
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import gevent
@@ -18,10 +19,11 @@ from gevent.event import Event
 from gevent.ssl import SSLSocket
 
 from ..exceptions import HandshakeError
-from ..flask_ext import current_request_and_session, is_flask_app, socket_context
+from ..flask_ext import UPGRADE_ENVIRON_KEY, current_request_and_session, is_flask_app
 from ..log import Log
 from ..options import WebSocketOptions
 from ..protocol.handshake import check_origin, check_upgrade, http_response, is_upgrade_request, switching_protocols
+from .client_assets import ClientAssets
 from .engines import load_engine
 from .info import ConnectionInfo
 from .server import WebSocketServer
@@ -77,6 +79,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
 
     server: ClusterWSServer
     environ: Dict[str, Any]
+    _upgraded = False  # the request became a WebSocket (nothing more is written as HTTP)
     _deadline: Any = None
     _in_request = False  # counted in the server's requests in progress (a stop waits for it)
 
@@ -113,8 +116,10 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
 
     def _handle_client_error(self, ex: Exception) -> Any:
         if isinstance(ex, HandshakeTimeout):
+            self.server.wss.stats.refuse("timeout")
             return ("408", http_response(408, "request not received in time"))
         if isinstance(ex, HeadersTooLarge):
+            self.server.wss.stats.refuse("headers")
             self.server.clusterws_log.warning("refused a request from %s: 431, %s", self._peer(), ex)
             return ("431", http_response(431, "request header fields too large"))
         return super()._handle_client_error(ex)
@@ -127,6 +132,8 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         self._deadline.close()
         if is_upgrade_request(self.environ):
             self._serve_websocket()
+        elif self._serve_client_asset() or self._serve_operations():
+            pass
         elif self.application is None:
             self._respond(426, "this server speaks WebSocket only", [("Upgrade", "websocket")])
         else:
@@ -135,6 +142,45 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     def log_request(self) -> None:
         if self.server.access_log:
             super().log_request()
+
+    def _serve_operations(self) -> bool:
+        """Answer ``/healthz`` and ``/metrics`` (``metrics_options``); False if it is neither."""
+        endpoint = self.server.operations.get(self.environ.get("PATH_INFO", ""))
+        if endpoint is None or self.environ.get("REQUEST_METHOD") != "GET":
+            return False
+        code, content_type, body = endpoint()
+        self._write_response(code, HTTPStatus(code).phrase, [("Content-Type", content_type),
+                                                             ("Cache-Control", "no-store")], body)
+        return True
+
+    def _serve_client_asset(self) -> bool:
+        """Answer a GET of the browser client (``client_path``); False if it is not one."""
+        assets = self.server.client_assets
+        asset = assets.get(self.environ.get("PATH_INFO", "")) if assets is not None else None
+        if asset is None or self.environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return False
+        content_type, body, etag = asset
+        if self.environ.get("HTTP_IF_NONE_MATCH") == etag:
+            self._write_response(304, "Not Modified", [("ETag", etag)], b"")
+        else:
+            self._write_response(200, "OK", [("Content-Type", content_type), ("ETag", etag),
+                                             ("Cache-Control", "no-cache")],
+                                 body if self.environ["REQUEST_METHOD"] == "GET" else b"", len(body))
+        return True
+
+    def _write_response(self, code: int, phrase: str, headers: Iterable[Tuple[str, str]], body: bytes,
+                        length: Optional[int] = None) -> None:
+        lines = [f"HTTP/1.1 {code} {phrase}", f"Content-Length: {len(body) if length is None else length}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        response = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        try:
+            self.socket.sendall(response)
+        except OSError:
+            self.close_connection = True
+        self.code = code
+        self._orig_status = f"{code} {phrase}"
+        self.status = self._orig_status.encode("latin-1")
+        self.response_length = len(response)
 
     # -- the upgrade ------------------------------------------------------------------------------
 
@@ -149,24 +195,68 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             key = check_upgrade(environ)
             check_origin(environ, options.allowed_origins)
         except HandshakeError as exc:
+            server.wss.stats.refuse({403: "origin", 404: "path"}.get(exc.status, "handshake"))
             server.clusterws_log.warning("refused a WebSocket upgrade from %s: %d, %s", self._peer(), exc.status, exc)
             self._respond(exc.status, str(exc), exc.headers)
             return
-        with socket_context(server.application, environ):
-            request, session = current_request_and_session() if server.flask else (None, None)
-            verdict = server.wss.verify(ConnectionInfo(environ, request, session))
-            if not verdict[0]:
-                _, code, reason = verdict
-                server.clusterws_log.info("refused a WebSocket upgrade from %s: %d, by verifyConnection",
-                                          self._peer(), code)
-                self._respond(code, reason or "connection refused")
-                return
-            socket = self._accept(key)
-            if not server.flask:
-                # Nothing below needs the environ once the connection listeners have it:
-                # free it for the socket's lifetime (memory per idle connection).
-                self.environ = environ = {}
-            server.wss.serve(socket, self.__dict__.pop("_connection_environ"), socket.run)
+        if server.flask:
+            self._serve_through_app(key)
+            return
+        refusal = self._verify(environ, None, None)
+        if refusal is not None:
+            self._respond(*refusal)
+            return
+        socket = self._accept(key)
+        # Nothing below needs the environ once the connection listeners have it:
+        # free it for the socket's lifetime (memory per idle connection).
+        self.environ = {}
+        server.wss.serve(socket, self.__dict__.pop("_connection_environ"), socket.run)
+
+    def _serve_through_app(self, key: str) -> None:
+        """A Flask app: the upgrade request goes through ``app.wsgi_app`` and its middleware
+        (ProxyFix...), the request context is pushed and the ``before_request`` hooks run, as
+        for a view; then the socket is served inside that request context, for its whole life
+        (``flask_ext.install_flask_app`` hooks it after the app's own hooks)."""
+        self.environ[UPGRADE_ENVIRON_KEY] = lambda: self._upgrade_in_request(key)
+        self._upgraded = False
+        self.close_connection = True
+        result = self.application(self.environ, self.start_response)
+        try:
+            if not self._upgraded:  # refused (verifyConnection, a before_request hook): an HTTP response
+                self.result = result
+                self.process_result()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _upgrade_in_request(self, key: str) -> Tuple[str, int]:
+        """Called by the app's hook, in the request context: verify, answer 101, serve the socket.
+
+        Returns what the app answers instead when the upgrade is refused (written as HTTP),
+        or after the socket closed (then nothing more is written)."""
+        request, session = current_request_and_session()
+        environ = request.environ if request is not None else self.environ
+        refusal = self._verify(environ, request, session)
+        if refusal is not None:
+            code, reason = refusal
+            return reason, code
+        socket = self._accept(key)
+        self._upgraded = True
+        del self.__dict__["_connection_environ"]
+        self.server.wss.serve(socket, environ, socket.run)
+        return "", 204
+
+    def _verify(self, environ: Dict[str, Any], request: Any, session: Any) -> Optional[Tuple[int, str]]:
+        """Run verifyConnection: None to accept, or the (status, reason) of a refusal (logged)."""
+        verdict = self.server.wss.verify(ConnectionInfo(environ, request, session))
+        if verdict[0]:
+            return None
+        _, code, reason = verdict
+        self.server.wss.stats.refuse("verify")
+        self.server.clusterws_log.info("refused a WebSocket upgrade from %s: %d, by verifyConnection", self._peer(),
+                                       code)
+        return code, reason or "connection refused"
 
     def _accept(self, key: str) -> Socket:
         """Answer 101 and build the socket (returns before serving, so that what the
@@ -249,6 +339,10 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self.wss = wss
         self.ws_options = ws_options
         self.engine = load_engine(ws_options.engine)
+        #: The browser client's files (None: not served).
+        self.client_assets = ClientAssets(ws_options.client_path) if ws_options.client_path else None
+        #: Operations endpoints by path (``/healthz``, ``/metrics``): each gives (status, content type, body).
+        self.operations: Dict[str, Callable[[], Tuple[int, str, bytes]]] = {}
         self.flask = is_flask_app(application)
         self.access_log = access_log
         self.log: Any = _AccessLog(log) if access_log else self.log

@@ -41,6 +41,16 @@ def login():
     return redirect(url_for("index"))
 
 
+@app.route("/announce", methods=["POST"])
+def announce():
+    """Publishing from a view: every subscriber of "chat", on every worker, gets it."""
+    if "name" not in session:
+        return "log in first", 401
+    cws.publish("chat", {"name": f"{session['name']} (announcement)", "text": request.form.get("text", "")[:500],
+                         "at": time.time()})
+    return redirect(url_for("index"))
+
+
 @app.route("/logout", methods=["POST"])
 def logout():
     session.pop("name", None)
@@ -74,6 +84,11 @@ def worker(w):
                 wss.publish("chat", {"name": name, "text": text.strip()[:500], "at": time.time()})
 
         socket.on("close", lambda code, reason: w.log.info("%s left (%d)", name, code))
+
+
+# Registers the worker with the app (app.extensions["clusterws"]): views publish through it,
+# tests use cws.test_client(), and `python -m clusterws_gevent app:app` finds the worker.
+cws = ClusterWS(worker=worker, app=app, mode=Mode.Single)
 
 
 def main():

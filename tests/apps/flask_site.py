@@ -25,6 +25,12 @@ def login(user):
     return "logged in"
 
 
+@app.route("/client")
+def client_page():
+    """A page that loads the browser client the server ships (the browser tests drive it)."""
+    return '<!doctype html><html><head><script src="/clusterws.js"></script></head><body>client</body></html>'
+
+
 @app.route("/info")
 def info():
     return jsonify(patched_at_import=PATCHED_AT_IMPORT, pid=os.getpid(), scheme=request.scheme)

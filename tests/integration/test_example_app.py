@@ -49,3 +49,13 @@ def test_example_chat_with_flask_login(serve):
             assert (message["name"], message["text"]) == ("ann", "hello bob")
         b.emit("echo", {"only": "bob"})
         assert b.recv_event("echo") == {"only": "bob"}
+
+
+def test_the_examples_own_tests_pass_with_the_test_client():
+    """examples/flask_app/test_app.py, in a process of its own (the example monkey-patches at import)."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_app.py"],
+                            cwd=str(APP.parent), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout

@@ -1,13 +1,14 @@
 'use strict';
-const client = new ClusterWSClient(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`);
+// ClusterWS (the browser client) is served by the server itself at /clusterws.js.
+const client = new ClusterWS({ url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/` });
 const status = document.getElementById('status');
 const list = document.getElementById('messages');
 const chat = client.subscribe('chat');
 
 client.on('open', () => { status.textContent = 'connected'; });
 client.on('close', (code) => { status.textContent = `disconnected (${code}), retrying…`; });
-client.on('subscribed', (channel) => { status.textContent = `connected, in #${channel}`; });
-chat.watch((message) => {
+chat.on('subscribed', () => { status.textContent = 'connected, in #chat'; });
+chat.setWatcher((message) => {
   const item = document.createElement('li');
   const who = document.createElement('b');
   who.textContent = message.name;

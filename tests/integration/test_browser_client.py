@@ -1,0 +1,116 @@
+"""The browser client the server ships (issue 10), in Debian's headless Chromium driven by
+npm playwright-core (tests/browser/drive.js); nothing downloads a browser."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from clusterws_gevent.client import Client
+from clusterws_gevent.testing import free_port
+
+BROWSER_DIR = Path(__file__).resolve().parent.parent / "browser"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("node") and os.access(CHROMIUM, os.X_OK) and (BROWSER_DIR / "node_modules").is_dir()),
+    reason="needs node, Debian's chromium and `npm ci --prefix tests/browser` (.ci/run installs them)")
+
+FLASK = ("--app", "apps.flask_site:app")
+
+
+def drive(scenario: str, port: int, timeout: float = 30) -> Dict[str, Any]:
+    """Run a scenario of drive.js on the server's /client page; its steps by name."""
+    result = subprocess.run(["node", str(BROWSER_DIR / "drive.js"), scenario, f"http://127.0.0.1:{port}/client"],
+                            capture_output=True, text=True, timeout=timeout, cwd=str(BROWSER_DIR))
+    assert result.returncode == 0, result.stderr + result.stdout
+    return {step["step"]: step.get("data") for step in map(json.loads, result.stdout.splitlines())}
+
+
+def test_emit_round_trip(serve):
+    server = serve("apps.basic:worker", *FLASK)
+    assert drive("emit", server.port)["echo"] == {"hello": "browser"}
+
+
+def test_subscribe_and_publish(serve):
+    server = serve("apps.pubsub:worker", *FLASK)
+    assert drive("pubsub", server.port)["message"] == {"message": {"from": "browser"}, "state": "subscribed"}
+
+
+def test_a_declined_subscription_is_canceled(serve):
+    server = serve("apps.pubsub:worker", *FLASK)
+    assert drive("canceled", server.port)["canceled"] == "canceled"
+
+
+def test_it_reconnects_and_resubscribes_after_a_server_restart(serve):
+    port = free_port()
+    first = serve("apps.pubsub:worker", *FLASK, "--no-auto-ping", port=port)
+    driver = subprocess.Popen(["node", str(BROWSER_DIR / "drive.js"), "reconnect", f"http://127.0.0.1:{port}/client"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=str(BROWSER_DIR))
+    try:
+        assert json.loads(driver.stdout.readline())["step"] == "subscribed"
+        first.stop()
+        serve("apps.pubsub:worker", *FLASK, "--no-auto-ping", port=port)
+        driver.stdin.write("restarted\n")
+        driver.stdin.flush()
+        step = json.loads(driver.stdout.readline())
+        assert step["step"] == "resubscribed"
+        events: List[Any] = step["data"]
+        assert events[0] == ["subscribed"] and ["close", 1001] in events and events[-1] == ["subscribed"]
+        with Client(f"ws://127.0.0.1:{port}/") as publisher:
+            publisher.subscribe("room").publish("after the restart")
+            step = json.loads(driver.stdout.readline())
+        assert step == {"step": "received", "data": [["message", "after the restart"]]}
+        assert driver.wait(10) == 0, driver.stderr.read()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(5)
+        for stream in (driver.stdin, driver.stdout, driver.stderr):
+            stream.close()
+
+
+def test_the_ping_watchdog_closes_with_4001(serve):
+    server = serve("apps.pubsub:worker", *FLASK, "--no-auto-ping")
+    closed = drive("watchdog", server.port)["closed"]
+    assert closed["code"] == 4001 and closed["after"] < 2000  # the promised 200 ms ping, 500 ms late
+
+
+def test_refused_upgrades_get_no_tight_retry_loop(serve):
+    server = serve("apps.basic:worker", *FLASK, env={"TEST_VERIFY": "reject"})
+    closes = drive("refused", server.port)["closes"]
+    assert 2 <= len(closes) <= 5 and set(closes) == {1006}  # backoff 0.5, 1, 2 s (jittered), not a loop
+    assert server.log().count("by verifyConnection") <= 5
+
+
+def test_the_es_module_and_the_declarations_are_served(serve):
+    server = serve("apps.basic:worker", *FLASK)
+    assert drive("module", server.port)["module"] == {"same": True, "declares": True}
+
+
+def get(port: int, path: str, headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_the_client_is_served_with_an_etag_and_its_path_can_change(serve):
+    server = serve("apps.basic:worker", *FLASK)
+    status, headers, body = get(server.port, "/clusterws.js")
+    assert status == 200 and headers["Content-Type"].startswith("application/javascript")
+    assert b"function ClusterWS(options)" in body
+    assert get(server.port, "/clusterws.js", {"If-None-Match": headers["ETag"]})[0] == 304
+    moved = serve("apps.basic:worker", *FLASK, "--client-path", "/assets/cws.js")
+    assert get(moved.port, "/assets/cws.js")[0] == 200
+    assert get(moved.port, "/clusterws.js")[0] == 404  # Flask's: the server no longer answers it
