@@ -104,3 +104,36 @@ class RedisServer:
 
     def numsub(self, key: str) -> int:
         return int(dict(self.client().pubsub_numsub(key))[key.encode()])
+
+
+class ConnectionChurn:
+    """In a thread, opens connections to ``server`` one after another, each checked by
+    ``exchange(client)``; records every success and every failure (a refused or reset
+    connection is the finding). Use as a context manager: the thread stops on exit."""
+
+    def __init__(self, server, exchange=None) -> None:
+        import threading
+
+        self.server = server
+        self.exchange = exchange or (lambda client: None)
+        self.successes: list = []
+        self.failures: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with connect(self.server) as client:
+                    self.exchange(client)
+                    self.successes.append(1)
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                self.failures.append(repr(exc))
+
+    def __enter__(self) -> ConnectionChurn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -13,7 +13,7 @@ import itertools
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import gevent
-from gevent import get_hub, socket
+from gevent import socket
 from gevent.event import Event
 
 from ..exceptions import BrokerAuthError, ProtocolError
@@ -21,6 +21,7 @@ from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..net.sockets import Address, connect, describe
 from ..protocol import broker_wire as wire
+from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
 from ..websocket.outbox import Outbox
 from .broker import recv_frames
@@ -63,8 +64,7 @@ class BrokerLink:
         self.interests: Dict[str, Event] = {}
         self._acks: Dict[int, List[str]] = {}
         self._ids = itertools.count(1)
-        self._pending: Dict[str, List[bytes]] = {}
-        self._flush_scheduled = False
+        self._batches = IterationBatches(self._send_batches)
         self._outbox: Optional[Outbox] = None
         self._sock: Any = None
         self._runner: Any = None
@@ -228,8 +228,7 @@ class BrokerLink:
                     event.set()
         self._acks.clear()
         if was_connected:
-            self.dropped += sum(len(messages) for messages in self._pending.values())
-            self._pending.clear()
+            self.dropped += self._batches.discard()
 
     def _dispatch(self, kind: int, frame: bytes) -> None:
         if kind == wire.PUBLISH:
@@ -305,18 +304,9 @@ class BrokerLink:
         if self._outbox is None:
             self.dropped += 1
             return
-        pending = self._pending.get(channel)
-        if pending is None:
-            self._pending[channel] = [message]
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                get_hub().loop.run_callback(self._flush)
-        else:
-            pending.append(message)
+        self._batches.add(channel, message)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, {}
+    def _send_batches(self, pending: Dict[str, List[bytes]]) -> None:
         outbox = self._outbox
         for channel, messages in pending.items():
             try:

@@ -34,7 +34,7 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import gevent
-from gevent import get_hub, select
+from gevent import select
 from gevent.event import Event
 from gevent.queue import Empty, Queue
 
@@ -42,6 +42,7 @@ from ..exceptions import ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..protocol import redis_envelope as envelope
+from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
 from .redis_client import RedisConfig, describe_redis, redis_client
 
@@ -98,8 +99,7 @@ class RedisConnector(Connector):
         os.set_blocking(self._wake_w, False)
         self._out: Queue[Optional[Tuple[bytes, bytes, int]]] = Queue()  # (key, payload, messages) for the writer
         self._queued = 0
-        self._pending: Dict[str, List[bytes]] = {}
-        self._flush_scheduled = False
+        self._batches = IterationBatches(self._send_batches)
         self._rebuilds = 0  # asked rebuilds so far: each connection owner reconnects when it grows
         self._stopped = False
         self._tasks: List[Any] = []
@@ -198,21 +198,12 @@ class RedisConnector(Connector):
         if not self.writer_up.is_set():
             self.dropped += 1
             return
-        pending = self._pending.get(channel)
-        if pending is None:
-            self._pending[channel] = [message]
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                get_hub().loop.run_callback(self._flush)
-        else:
-            pending.append(message)
+        self._batches.add(channel, message)
 
     def publish_to_workers(self, message: bytes) -> None:
         self._send(self._workers_key, envelope.encode_envelope(self.publisher_id, [message]), 1)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, {}
+    def _send_batches(self, pending: Dict[str, List[bytes]]) -> None:
         for channel, messages in pending.items():
             self._send(self._channel_prefix + channel.encode("utf-8"),
                        envelope.encode_envelope(self.publisher_id, messages), len(messages))

@@ -7,12 +7,11 @@ import re
 import resource
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import alive, connect, on_each_worker, subscribe, whoami, worker_pids
+from helpers import ConnectionChurn, alive, connect, on_each_worker, subscribe, whoami, worker_pids
 
 from clusterws_gevent.testing import wait_until
 from wsclient import WSClient
@@ -248,26 +247,11 @@ def test_sighup_serves_the_new_code_without_refusing_a_connection(serve, version
     write, env = versioned
     server = serve("versioned:worker", "--workers", "2", mode="scale", ready_count=2, env=env)
     assert set(version_of_each_worker(server, 2).values()) == {1}
-    failures, successes, stop = [], [], threading.Event()
-
-    def keep_connecting():
-        while not stop.is_set():
-            try:
-                with connect(server):
-                    successes.append(1)
-            except Exception as exc:  # noqa: BLE001 - every failure is the finding
-                failures.append(repr(exc))
-
-    thread = threading.Thread(target=keep_connecting)
-    thread.start()
-    try:
+    with ConnectionChurn(server) as churn:
         write(2)
         server.signal(signal.SIGHUP)
         server.wait_for_log("(replaced PID", count=2, timeout=20)
-    finally:
-        stop.set()
-        thread.join(10)
-    assert failures == [] and successes
+    assert churn.failures == [] and churn.successes
     assert set(version_of_each_worker(server, 2).values()) == {2}
 
 

@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from helpers import alive, connect, on_each_worker, subscribe, worker_pids
+from helpers import ConnectionChurn, alive, connect, on_each_worker, subscribe, worker_pids
 
 from clusterws_gevent.testing import check_delivery_order, wait_until
 
@@ -169,40 +169,26 @@ def test_stop_signals_close_every_websocket_with_1001_and_every_process_exits(se
 
 
 def test_sighup_replaces_every_worker_without_refusing_a_connection(serve_cluster):
-    import threading
-
     server = serve_cluster(workers=2, brokers=1)
     old = set(worker_pids(server))
-    failures, successes, stop = [], [], threading.Event()
 
-    def keep_connecting():
+    def echo(client):
         # every connection must be accepted and upgraded; one that lands on a worker being
         # replaced may then be closed with 1001 (the client reconnects), never reset or refused
-        while not stop.is_set():
-            try:
-                with connect(server) as client:
-                    client.emit("echo", "x")
-                    opcode, payload = client.recv()
-                    if opcode == 8:
-                        assert payload[:2] == b"\x03\xe9", payload  # 1001
-                    else:
-                        assert payload == b'["e","echo","x"]', payload
-                    successes.append(1)
-            except Exception as exc:  # noqa: BLE001 - every failure is the finding
-                failures.append(repr(exc))
+        client.emit("echo", "x")
+        opcode, payload = client.recv()
+        if opcode == 8:
+            assert payload[:2] == b"\x03\xe9", payload  # 1001
+        else:
+            assert payload == b'["e","echo","x"]', payload
 
-    thread = threading.Thread(target=keep_connecting)
-    thread.start()
-    try:
-        wait_until(lambda: len(successes) > 20)
+    with ConnectionChurn(server, echo) as churn:
+        wait_until(lambda: len(churn.successes) > 20)
         server.signal(signal.SIGHUP)
         server.wait_for_log("replaced PID", count=2, timeout=30)
-        count = len(successes)
-        wait_until(lambda: len(successes) > count + 20)
-    finally:
-        stop.set()
-        thread.join(10)
-    assert failures == []
+        count = len(churn.successes)
+        wait_until(lambda: len(churn.successes) > count + 20)
+    assert churn.failures == []
     new = {int(p) for p in re.findall(r">>> Worker: \d+, PID: (\d+) \(replaced", server.log())}
     assert len(new) == 2 and not new & old
     wait_until(lambda: not any(alive(pid) for pid in old), timeout=10)
