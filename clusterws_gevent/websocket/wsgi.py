@@ -175,12 +175,10 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         response = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         try:
             self.socket.sendall(response)
+            sent = True
         except OSError:
-            self.close_connection = True
-        self.code = code
-        self._orig_status = f"{code} {phrase}"
-        self.status = self._orig_status.encode("latin-1")
-        self.response_length = len(response)
+            sent = False
+        self._set_status(code, phrase, len(response), close=not sent)
 
     # -- the upgrade ------------------------------------------------------------------------------
 
@@ -305,8 +303,10 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             pass
         self._set_status(status, message, len(response))
 
-    def _set_status(self, code: int, phrase: str, length: int) -> None:
-        self.close_connection = True
+    def _set_status(self, code: int, phrase: str, length: int, close: bool = True) -> None:
+        """Record the response for the access log (and end the connection unless ``close`` is False)."""
+        if close:
+            self.close_connection = True
         self.code = code
         self._orig_status = f"{code} {phrase}"
         self.status = self._orig_status.encode("latin-1")
