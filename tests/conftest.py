@@ -81,5 +81,9 @@ def engine(request: Any) -> str:
     return str(request.param)
 
 
+pytest_plugins = ["pytester", "greenlet_timeout"]
+
+
 def pytest_configure(config: Any) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "error::DeprecationWarning")
+

@@ -52,6 +52,7 @@ def test_a_silent_socket_is_terminated(serve):
     assert event["code"] == 1006
 
 
+@pytest.mark.slow
 def test_pings_stay_on_time_with_5000_idle_sockets(serve):
     count, interval = 5000, 1.0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -66,12 +66,13 @@ def test_a_worker_gets_only_the_channels_it_has_subscribers_for(serve_cluster):
         assert sum(link["received"] for link in a.recv_event("stats")["links"]) == 1
 
 
-def test_subscribe_reply_means_the_route_is_live_1000_times(serve_cluster):
+@pytest.mark.parametrize("times", [100, pytest.param(1000, marks=pytest.mark.slow, id="1000")])
+def test_subscribe_reply_means_the_route_is_live_every_time(serve_cluster, times):
     server = serve_cluster("apps.pubsub:worker", "--no-auto-ping", workers=2, brokers=2)
     started = time.monotonic()
     (_, subscriber), (_, publisher) = on_each_worker(server).items()
     with subscriber, publisher:
-        for i in range(1000):
+        for i in range(times):
             channel = f"race-{i}"
             assert subscribe(subscriber, channel) == ["s", "s", {channel: True}]
             publisher.emit("publish", {"channel": channel, "data": i})
@@ -80,9 +81,10 @@ def test_subscribe_reply_means_the_route_is_live_1000_times(serve_cluster):
     assert time.monotonic() - started < 30
 
 
-def test_200000_messages_across_workers_and_brokers_in_order_without_loss(serve_cluster):
+@pytest.mark.parametrize("messages", [20_000, pytest.param(200_000, marks=pytest.mark.slow, id="200000")])
+def test_messages_across_workers_and_brokers_in_order_without_loss(serve_cluster, messages):
     server = serve_cluster(workers=2, brokers=2)
-    report = check_delivery_order([f"ws://127.0.0.1:{server.port}/"], messages=200_000, subscribers=4,
+    report = check_delivery_order([f"ws://127.0.0.1:{server.port}/"], messages=messages, subscribers=4,
                                   publishers=4, channels=6)
     assert report.ok, str(report)
 
