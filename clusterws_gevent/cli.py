@@ -38,7 +38,7 @@ def import_object(spec: str, what: str) -> Any:
 
 
 def _kind(f: dataclasses.Field[Any]) -> str:
-    """How a flag parses its value: the option's declared ``kind``, else its type."""
+    """How a flag parses its value, read from the option's annotation."""
     text = str(f.type)
     if "Tuple[int" in text:
         return "ints"

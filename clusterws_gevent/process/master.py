@@ -344,7 +344,7 @@ class Master:
         self._kill_overdue(now)
         self._check_heartbeats()
         if self.stopping:
-            return self._reconcile_stop(now)
+            return self._reconcile_stop()
         self._reconcile_services(now)
         if self._serving or self._services_ready():
             self._reconcile_workers(now)
@@ -391,7 +391,7 @@ class Master:
                 self._spawn("worker", old.slot).replaces = old
                 return
 
-    def _reconcile_stop(self, now: float) -> bool:
+    def _reconcile_stop(self) -> bool:
         """Workers first (they close their WebSockets with 1001), then brokers."""
         workers = [c for c in self.children.values() if c.kind == "worker"]
         for child in workers:

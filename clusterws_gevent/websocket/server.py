@@ -173,6 +173,10 @@ class WebSocketServer:
             TypeError, ValueError: ``channel`` is not a valid channel name.
         """
         self._check_channel(channel)
+        return self._join(socket, channel)
+
+    def _join(self, socket: Socket, channel: str) -> bool:
+        """Subscribe ``socket`` to a channel whose name is known to be valid."""
         if not socket.is_open() or socket.channel_count() >= self.options.max_channels_per_socket:
             return False
         return self.hub.subscribe(socket, channel)
@@ -214,7 +218,7 @@ class WebSocketServer:
                 refused.append((channel, rule))
                 continue
             if check is None or socket.is_subscribed(channel):
-                results[channel] = self.subscribe(socket, channel)
+                results[channel] = self._join(socket, channel)  # the name was checked just above
                 continue
             results[channel] = False
             decision = Decision()
@@ -230,7 +234,7 @@ class WebSocketServer:
             if accepted is None:
                 self.log.warning("socket %s: onSubscribe did not call next() within %.1fs for %r; declined",
                                  socket.id, self.options.middleware_timeout, channel)
-            results[channel] = bool(accepted) and self.subscribe(socket, channel)
+            results[channel] = bool(accepted) and self._join(socket, channel)
         if refused:
             channel, rule = refused[0]
             self.log.debug("socket %s: %d subscription(s) refused; the first, %r: %s", socket.id, len(refused),

@@ -172,13 +172,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
                         length: Optional[int] = None) -> None:
         lines = [f"HTTP/1.1 {code} {phrase}", f"Content-Length: {len(body) if length is None else length}"]
         lines += [f"{name}: {value}" for name, value in headers]
-        response = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        try:
-            self.socket.sendall(response)
-            sent = True
-        except OSError:
-            sent = False
-        self._set_status(code, phrase, len(response), close=not sent)
+        self._send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, code, phrase, close=False)
 
     # -- the upgrade ------------------------------------------------------------------------------
 
@@ -296,12 +290,16 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         return data
 
     def _respond(self, status: int, message: str, headers: Iterable[Tuple[str, str]] = ()) -> None:
-        response = http_response(status, message, headers)
+        """A small response that ends the connection (a refusal)."""
+        self._send(http_response(status, message, headers), status, message, close=True)
+
+    def _send(self, response: bytes, code: int, phrase: str, close: bool) -> None:
+        """Write a whole response the handler made itself, and record it for the access log."""
         try:
             self.socket.sendall(response)
         except OSError:
-            pass
-        self._set_status(status, message, len(response))
+            close = True
+        self._set_status(code, phrase, len(response), close)
 
     def _set_status(self, code: int, phrase: str, length: int, close: bool = True) -> None:
         """Record the response for the access log (and end the connection unless ``close`` is False)."""
