@@ -3,14 +3,18 @@
 # medians; ratios to the first peer). Uses the shared load generator (benchmarks/setup.sh).
 #
 # usage: benchmarks/run.sh SCENARIO [extra loadgen options]
-#   echo      50 clients emit/emit-back, 10 s         project-single vs raw-gevent (target >= 2x)
-#   connect   5,000 connections; server RSS per conn  project-single vs raw-gevent (target <= 16 KiB)
+#   echo      50 clients emit/emit-back, 10 s         project-single vs ClusterWS-Node*, raw-gevent
+#   latency   echo p99 at a fixed rate (RATE, 25,000/s) the same peers (benchmarks/echo_latency.sh)
+#   connect   5,000 connections; server RSS per conn  project-single vs ClusterWS-Node*, raw-gevent
 #   fanout    1,000 subscribers, 20,000 publishes     project-single vs raw-gevent, flask-sio
 #   xworker   cross-worker fan-out, 2 workers         project-scale vs flask-sio-redis
 #   xredis    cross-worker fan-out through Redis      project-scale-redis vs flask-sio-redis (target >= 10x)
 #   xserver   cross-server fan-out, hub vs Redis      (benchmarks/cross_server.py)
 #   1mib      1 MiB echo, Node.js ws client           (benchmarks/echo_1mib.sh)
-# env: ROUNDS (3), PYTHON (python with the project, default .venv/bin/python)
+# * ClusterWS 4.0.0-alpha.7 on Node.js (peer cws-node-single) runs when CWS_NODE_DIR names a
+#   prepared copy of it (benchmarks/README.md); without it, the shared bench's reference
+#   figures are the anchor.
+# env: ROUNDS (3), PYTHON (python with the project, default .venv/bin/python), CWS_NODE_DIR, RATE
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
@@ -19,13 +23,15 @@ export PROJECT_PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 export ROUNDS="${ROUNDS:-3}"
 [ -x "$BENCH/compare.sh" ] || { echo "run benchmarks/setup.sh first" >&2; exit 2; }
 scenario="${1:-}"; shift || true
+NODE_PEER=(); [ -n "${CWS_NODE_DIR:-}" ] && NODE_PEER=(cws-node-single)
 case "$scenario" in
-  echo)    exec "$BENCH/compare.sh" echo project-single raw-gevent -- --duration 10 "$@" ;;
-  connect) exec "$BENCH/compare.sh" connect project-single raw-gevent -- "$@" ;;
+  echo)    exec "$BENCH/compare.sh" echo project-single "${NODE_PEER[@]}" raw-gevent -- --duration 10 "$@" ;;
+  latency) exec "$HERE/echo_latency.sh" "${RATE:-25000}" ;;
+  connect) exec "$BENCH/compare.sh" connect project-single "${NODE_PEER[@]}" raw-gevent -- "$@" ;;
   fanout)  exec "$BENCH/compare.sh" fanout project-single raw-gevent flask-sio -- "$@" ;;
   xworker) exec "$BENCH/compare.sh" xworker project-scale flask-sio-redis -- "$@" ;;
   xredis)  exec "$BENCH/compare.sh" xworker project-scale-redis flask-sio-redis -- "$@" ;;
   xserver) exec "$PROJECT_PYTHON" "$HERE/cross_server.py" "$@" ;;
   1mib)    exec "$HERE/echo_1mib.sh" ;;
-  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac

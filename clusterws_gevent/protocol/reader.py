@@ -72,6 +72,13 @@ class ClientFrameReader:
         """
         if self.passthrough:
             return [(CORE, data, False)]
+        # The common case, one whole small masked frame of a whole message in the chunk:
+        # a third of the cost of the general path below (which it must agree with).
+        size = len(data)
+        if 6 < size < 132 and not (self._rest or self._left or self._in_message):
+            first = data[0]
+            if (first == 0x81 or first == 0x82) and data[1] == 0x7A + size and size - 6 <= self.max_message_size:
+                return [(first & 0x0F, apply_mask(data[6:], data[2:6]), True)]
         if self._rest:
             data = self._rest + data
             self._rest = b""

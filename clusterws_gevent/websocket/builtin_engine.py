@@ -24,6 +24,7 @@ import codecs
 import logging
 from typing import Any, Callable, Optional
 
+from gevent import get_hub
 from websockets.exceptions import ProtocolError as CoreProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, OPEN
@@ -32,6 +33,7 @@ from websockets.server import ServerProtocol
 from ..exceptions import InvalidData, ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
+from ..net.runners import Runners
 from ..options import WebSocketOptions
 from ..protocol.reader import BINARY, CONT, CORE, ERROR, TEXT, ClientFrameReader
 from .connection import Connection, ConnectionSink
@@ -63,10 +65,24 @@ class _QuietLog:
         self._log.error("websockets core: " + msg, *args)
 
 
+class _Parked:
+    """What a parked connection needs between reads."""
+
+    __slots__ = ("sink", "runners", "on_finished", "watcher")
+
+    def __init__(self, sink: ConnectionSink, runners: Runners, on_finished: Callable[[], None], watcher: Any) -> None:
+        self.sink = sink
+        self.runners = runners
+        self.on_finished = on_finished
+        self.watcher = watcher
+
+
 class BuiltinConnection(Connection):
     """A connection of the ``builtin`` engine."""
 
-    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary", "_reported")
+    parks = True
+
+    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary", "_reported", "_parked")
 
     def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"") -> None:
         super().__init__(id, sock, options, log, initial)
@@ -78,6 +94,7 @@ class BuiltinConnection(Connection):
         self._decoder: Any = None
         self._binary = False
         self._reported = False  # the core's failure was reported
+        self._parked: Any = None  # a _Parked while served without a greenlet of its own
 
     def _core(self) -> ServerProtocol:
         """The websockets core, made on first use."""
@@ -95,65 +112,135 @@ class BuiltinConnection(Connection):
         self._flush_core()
 
     def run(self, sink: ConnectionSink) -> None:
-        feed = self._reader.feed
         recv = self.sock.recv
         budget = ReadBudget()
-        spend = budget.spend
         data = self._initial
         self._initial = b""
         try:
             if not data:  # nothing came with the request: wait for the first bytes
                 data = recv(self.recv_size)
-            while data and not self._aborted:
-                spend(len(data))
-                for kind, payload, done in feed(data):
-                    if kind == TEXT:
-                        if done:
-                            try:
-                                text = payload.decode("utf-8")
-                            except UnicodeDecodeError as exc:
-                                self._fail(InvalidData(f"invalid UTF-8 in a text message at byte {exc.start}"),
-                                           sink)
-                                break
-                            if self.open:
-                                sink._on_text(text)
-                        elif not self._begin(False, payload, sink):
-                            break
-                    elif kind == BINARY:
-                        if done:
-                            if self.open:
-                                sink._on_binary(payload)
-                        elif not self._begin(True, payload, sink):
-                            break
-                    elif kind == CONT:
-                        if not self._add(payload, done, sink):
-                            break
-                    elif kind == CORE:
-                        self._to_core(payload, sink)
-                    elif kind == ERROR:
-                        self._fail(payload, sink)
-                        break
-                    if self._aborted:
-                        break
-                    if done or kind == CORE:  # a message (or control frame) handled; a chunk costs its bytes
-                        spend(MESSAGE_COST)
-                if self._proto is not None and self._proto.state is CLOSED:
+            while data:
+                if not self._handle(data, sink, budget):
                     break
                 data = recv(self.recv_size)
-            if not data and self._proto is not None:  # without a core, no close handshake began
-                self._proto.receive_eof()
-                self._flush_core()
+            else:
+                self._end_of_stream()
         except OSError as exc:
-            self._abort_reason = self._abort_reason or f"connection lost: {exc.strerror or exc}"
+            self._lost(exc)
         finally:
-            proto = self._proto
-            close_rcvd = proto.close_rcvd if proto is not None else None
-            close_sent = proto.close_sent if proto is not None else None
-            code, reason = self.final_close(
-                (close_rcvd.code, close_rcvd.reason) if close_rcvd is not None else None,
-                (close_sent.code, close_sent.reason) if close_sent is not None else None,
-                bool(proto is not None and proto.close_rcvd_then_sent))
-            self.finish(sink, code, reason)
+            self._finish(sink)
+
+    # -- parked: no greenlet of its own between reads (net/runners.py) ------------------------------
+
+    def park(self, sink: ConnectionSink, runners: Runners, on_finished: Callable[[], None]) -> None:
+        """Serve the connection without a greenlet of its own; returns at once.
+
+        ``sock`` must be a plain non-blocking ``_socket.socket`` (not TLS: a TLS socket may
+        hold decrypted bytes its file descriptor does not show). It is closed, and
+        ``on_finished`` called, once the connection has finished.
+        """
+        self._parked = _Parked(sink, runners, on_finished, get_hub().loop.io(self.sock.fileno(), 1))
+        data, self._initial = self._initial, b""
+        if data:
+            self._serve_parked(data)
+        else:
+            self._parked.watcher.start(self._on_readable)
+
+    def _on_readable(self) -> None:
+        """Event-loop callback: bytes (or the end) arrived; a runner greenlet reads them."""
+        parked = self._parked
+        parked.watcher.stop()
+        parked.runners.run(self._resume)
+
+    def _resume(self) -> None:
+        self._serve_parked(b"")
+
+    def _serve_parked(self, data: bytes) -> None:
+        """Handle ``data`` and whatever the socket holds, then park again (or finish)."""
+        parked = self._parked
+        budget = ReadBudget()
+        try:
+            while True:
+                if not data:
+                    data = self.sock.recv(self.recv_size)
+                    if not data:
+                        self._end_of_stream()
+                        break
+                if not self._handle(data, parked.sink, budget):
+                    break
+                if len(data) < self.recv_size:  # the kernel had no more: wait for the next bytes
+                    parked.watcher.start(self._on_readable)
+                    return
+                data = b""
+        except BlockingIOError:
+            parked.watcher.start(self._on_readable)
+            return
+        except OSError as exc:
+            self._lost(exc)
+        except BaseException:  # a listener raised past Exception (gevent.Timeout...): this socket ends
+            self.log.exception("socket %s: handling a message failed", self.id)
+            self.abort("handling a message failed")
+        self._finish(parked.sink)
+        parked.watcher.close()
+        self.sock.close()
+        parked.on_finished()
+
+    # -- the read loop's parts --------------------------------------------------------------------
+
+    def _handle(self, data: bytes, sink: ConnectionSink, budget: ReadBudget) -> bool:
+        """Handle the frames of ``data``; False once nothing more is to be read."""
+        budget.spend(len(data))
+        for kind, payload, done in self._reader.feed(data):
+            if kind == TEXT:
+                if done:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        self._fail(InvalidData(f"invalid UTF-8 in a text message at byte {exc.start}"), sink)
+                        break
+                    if self.open:
+                        sink._on_text(text)
+                elif not self._begin(False, payload, sink):
+                    break
+            elif kind == BINARY:
+                if done:
+                    if self.open:
+                        sink._on_binary(payload)
+                elif not self._begin(True, payload, sink):
+                    break
+            elif kind == CONT:
+                if not self._add(payload, done, sink):
+                    break
+            elif kind == CORE:
+                self._to_core(payload, sink)
+            elif kind == ERROR:
+                self._fail(payload, sink)
+                break
+            if self._aborted:
+                break
+            if done or kind == CORE:  # a message (or control frame) handled; a chunk costs its bytes
+                budget.left -= MESSAGE_COST
+                if budget.left <= 0:
+                    budget.spend(0)
+        return not self._aborted and (self._proto is None or self._proto.state is not CLOSED)
+
+    def _end_of_stream(self) -> None:
+        if self._proto is not None:  # without a core, no close handshake began
+            self._proto.receive_eof()
+            self._flush_core()
+
+    def _lost(self, exc: OSError) -> None:
+        self._abort_reason = self._abort_reason or f"connection lost: {exc.strerror or exc}"
+
+    def _finish(self, sink: ConnectionSink) -> None:
+        proto = self._proto
+        close_rcvd = proto.close_rcvd if proto is not None else None
+        close_sent = proto.close_sent if proto is not None else None
+        code, reason = self.final_close(
+            (close_rcvd.code, close_rcvd.reason) if close_rcvd is not None else None,
+            (close_sent.code, close_sent.reason) if close_sent is not None else None,
+            bool(proto is not None and proto.close_rcvd_then_sent))
+        self.finish(sink, code, reason)
 
     # -- messages ---------------------------------------------------------------------------------
 

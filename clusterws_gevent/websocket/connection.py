@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from gevent import get_hub
 
 from ..enums import ReadyState
 from ..exceptions import ProtocolError
 from ..log import Log
+from ..net.runners import Runners
 from ..options import WebSocketOptions
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_close, frame_header
 from .outbox import Outbox
@@ -67,6 +68,8 @@ class Connection:
 
     #: Bytes asked of each ``recv``.
     recv_size = 65536
+    #: The engine can serve a connection parked (``park``), without a greenlet of its own.
+    parks = False
 
     def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"") -> None:
         self.id = id
@@ -90,6 +93,10 @@ class Connection:
         """Read until the connection is closed, reporting to ``sink``; ends with ``sink._on_close``."""
         raise NotImplementedError
 
+    def park(self, sink: ConnectionSink, runners: Runners, on_finished: Callable[[], None]) -> None:
+        """Serve the connection without a greenlet of its own (engines whose ``parks`` is true)."""
+        raise NotImplementedError
+
     def _send_close_frame(self, code: int, reason: str) -> None:
         """Write a close frame through the engine, which tracks the close handshake."""
         raise NotImplementedError
@@ -104,7 +111,10 @@ class Connection:
         """Send a text message (``payload`` is UTF-8). False when the socket is not open."""
         if not self.open:
             return False
-        return self.outbox.write(frame_header(OP_TEXT, len(payload)) + payload)
+        size = len(payload)
+        if size < 126:  # frame_header's common case, inline: every reply and event comes here
+            return self.outbox.write(bytes((0x81, size)) + payload)
+        return self.outbox.write(frame_header(OP_TEXT, size) + payload)
 
     def send_binary(self, payload: bytes) -> bool:
         """Send a binary message. False when the socket is not open."""

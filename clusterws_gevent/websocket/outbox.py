@@ -55,7 +55,8 @@ class Outbox:
         # (checked against _socket.socket: socket.socket may be gevent's own class
         # after monkey-patching). A TLS socket has one too, but writing to it would
         # bypass TLS: it is written through its own methods (it has an _sslobj).
-        raw = getattr(sock, "_sock", None)
+        # A parked connection's socket is that C-level socket itself.
+        raw = sock if type(sock) is _socket.socket else getattr(sock, "_sock", None)
         plain = isinstance(raw, _socket.socket) and not hasattr(sock, "_sslobj")
         self._raw: Optional[Any] = raw if plain else None
         self._queue: Optional[Deque[Buffer]] = None  # made when the kernel first refuses bytes

@@ -14,6 +14,7 @@ from gevent.event import Event
 from ..enums import Middleware
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
+from ..net.runners import Runners
 from ..options import WebSocketOptions
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_frame
 from ..protocol.messages import PING, encode_config, encode_subscribe_reply
@@ -99,6 +100,8 @@ class WebSocketServer:
                              on_channel_close=self._channel_closed, on_worker_message=self._worker_message)
         self._keepalive: Any = None
         self._drained = Event()
+        #: Greenlets lent to parked sockets with something to do.
+        self.runners = Runners()
 
     # -- the seed's API -----------------------------------------------------------------------
 
@@ -278,8 +281,8 @@ class WebSocketServer:
         return (False, code, reason)
 
     def serve(self, socket: Socket, environ: Mapping[str, Any], run: Callable[[], None]) -> None:
-        """Serve an accepted socket until it closes: config message, ``connection``
-        listeners, then ``run`` (the engine's read loop) in this greenlet."""
+        """Serve an accepted socket: config message, ``connection`` listeners, then
+        ``run``: the engine's read loop in this greenlet, or the socket parked."""
         self._sockets.add(socket)
         if self.options.send_configuration_message:
             socket.send_frame(self._config_frame)

@@ -1,9 +1,10 @@
 """The ClusterWS socket: events, raw sends, channels and keepalive over one connection.
 
-Every listener of a socket runs in that socket's own greenlet, one message
-after another, in the order the client sent them. A listener may block on I/O
-(a database query, an HTTP call): it delays only the later messages of its own
-socket, never another socket.
+The listeners of a socket run one message after another, in the order the
+client sent them, in a greenlet serving that socket alone while it runs (an
+idle socket holds no greenlet: ``net/runners.py``). A listener may block on
+I/O (a database query, an HTTP call): it delays only the later messages of its
+own socket, never another socket.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List
 
 from ..enums import ReadyState
 from ..exceptions import ClusterWSError, IncorrectMessage, ProtocolError
+from ..net.runners import Runners
 from ..protocol.messages import PONG, decode_message, encode_emit
 from ..typing import Data, Listener
 from .connection import SLOW_CONSUMER, Connection, ConnectionSink
@@ -232,6 +234,11 @@ class Socket(ConnectionSink):
     def run(self) -> None:
         """Serve the connection until it closes (the engine's read loop, in this greenlet)."""
         self._conn.run(self)
+
+    def park(self, runners: Runners, on_finished: Callable[[], None]) -> None:
+        """Serve the connection without a greenlet of its own (returns at once): a runner
+        greenlet handles its messages when they come (``net/runners.py``)."""
+        self._conn.park(self, runners, on_finished)
 
     def is_open(self) -> bool:
         """Whether messages can still be sent."""

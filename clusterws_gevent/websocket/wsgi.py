@@ -6,6 +6,7 @@ any other request goes to the WSGI app. Flask never sees an upgrade request.
 """
 from __future__ import annotations
 
+import _socket
 import http.client
 import itertools
 import os
@@ -82,6 +83,8 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     _upgraded = False  # the request became a WebSocket (nothing more is written as HTTP)
     _deadline: Any = None
     _in_request = False  # counted in the server's requests in progress (a stop waits for it)
+    #: The WebSocket was handed over to be served parked: the connection, not this handler, ends it.
+    parked = False
 
     def handle_one_request(self) -> Any:
         # A client gets handshake_timeout seconds to send its request line and
@@ -198,11 +201,16 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         if refusal is not None:
             self._respond(*refusal)
             return
-        socket = self._accept(key)
+        socket = self._accept(key, park=server.parks)
         # Nothing below needs the environ once the connection listeners have it:
         # free it for the socket's lifetime (memory per idle connection).
         self.environ = {}
-        server.wss.serve(socket, self.__dict__.pop("_connection_environ"), socket.run)
+        if self.parked:
+            # This greenlet (and the handler, the request's objects) ends once the listeners ran.
+            server.wss.serve(socket, self.__dict__.pop("_connection_environ"),
+                             lambda: socket.park(server.wss.runners, server.connection_closed))
+        else:
+            server.wss.serve(socket, self.__dict__.pop("_connection_environ"), socket.run)
 
     def _serve_through_app(self, key: str) -> None:
         """A Flask app: the upgrade request goes through ``app.wsgi_app`` and its middleware
@@ -233,7 +241,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         if refusal is not None:
             code, reason = refusal
             return reason, code
-        socket = self._accept(key)
+        socket = self._accept(key, park=False)  # served inside the request context, in this greenlet
         self._upgraded = True
         del self.__dict__["_connection_environ"]
         self.server.wss.serve(socket, environ, socket.run)
@@ -250,9 +258,10 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
                                        code)
         return code, reason or "connection refused"
 
-    def _accept(self, key: str) -> Socket:
+    def _accept(self, key: str, park: bool) -> Socket:
         """Answer 101 and build the socket (returns before serving, so that what the
-        handshake needed is freed)."""
+        handshake needed is freed); with ``park``, on the socket's file descriptor
+        taken from pywsgi (``parked``)."""
         server = self.server
         response = switching_protocols(key)
         try:
@@ -268,12 +277,24 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         if getattr(engine, "needs_rfile", False):
             connection = engine(socket_id, self.socket, server.ws_options, log, rfile=self.rfile)
         else:
-            connection = engine(socket_id, self.socket, server.ws_options, log, self._take_buffered())
+            initial = self._take_buffered()
+            sock = self._detach() if park else self.socket
+            connection = engine(socket_id, sock, server.ws_options, log, initial)
         log.debug("socket %s: connected from %s", socket_id, self.client_address[0])
         self._request_done()  # a WebSocket now: stopping closes it with 1001 instead of waiting
         self._connection_environ = self.environ
         self.__dict__.pop("headers", None)  # not needed after the handshake
         return Socket(socket_id, connection, server.wss)
+
+    def _detach(self) -> Any:
+        """The connection's file descriptor in a non-blocking C-level socket of its own;
+        pywsgi's socket gives it up (``detach``: its close is then a no-op), and the
+        connection, served parked, closes it when it finishes."""
+        gsock = self.socket
+        raw = _socket.socket(gsock.family, gsock.type, gsock.proto, gsock.detach())
+        raw.setblocking(False)
+        self.parked = True
+        return raw
 
     def _take_buffered(self) -> bytes:
         """The bytes that came after the request headers (the first frames), then free
@@ -367,10 +388,11 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
             super().do_handle(*args)
         except BaseException:
             self.request_finished()
-            self._connection_closed()
+            self.connection_closed()
             raise
 
-    def _connection_closed(self) -> None:
+    def connection_closed(self) -> None:
+        """A connection ended (a worker's load, for balancing)."""
         if self.on_connection_closed is not None:
             self.on_connection_closed()
 
@@ -406,7 +428,15 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
                 handler._request_done()
             if self._ssl_context is not None and sock is not None:
                 sock.close()
-            self._connection_closed()
+            if handler is None or not handler.parked:
+                self.connection_closed()
+
+    @property
+    def parks(self) -> bool:
+        """WebSockets are served parked (no greenlet per idle socket): the engine can,
+        the socket is plain TCP or Unix (not TLS), and no Flask request context must
+        last the socket's life."""
+        return bool(getattr(self.engine, "parks", False)) and self._ssl_context is None and not self.flask
 
     def _wrap_tls(self, sock: Any, address: Any) -> Any:
         """The TLS socket after its handshake, or None (closed, logged at debug level).

@@ -60,6 +60,7 @@ def install(socket, query, wss):
     socket.on("stats", lambda data: socket.send("stats", wss.hub.connector.stats()))
     socket.on("process", lambda data: socket.process_message(data))  # a decoded list
     socket.on("environ-keys", lambda data: socket.send("environ-keys", flask_environ_keys()))
+    socket.on("greenlets", lambda data: socket.send("greenlets", live_greenlets()))
 
     @socket.on("sleep")
     def sleep(seconds):
@@ -131,3 +132,12 @@ def install_verify(wss, mode):
             next(info.session is not None and "user" in info.session)
         else:
             next(True)
+
+
+def live_greenlets():
+    """How many greenlets this process holds (an idle parked socket holds none)."""
+    import gc
+
+    import greenlet
+
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet) and not obj.dead)

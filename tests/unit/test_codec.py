@@ -2,6 +2,7 @@
 import pytest
 
 from clusterws_gevent.exceptions import HandshakeError, IncorrectMessage
+from clusterws_gevent.protocol import json_codec
 from clusterws_gevent.protocol.frames import OP_TEXT, encode_close, encode_frame, frame_header
 from clusterws_gevent.protocol.handshake import accept_key, check_upgrade, http_response, switching_protocols
 from clusterws_gevent.protocol.messages import (
@@ -13,6 +14,16 @@ from clusterws_gevent.protocol.messages import (
     encode_publish_frame,
     encode_subscribe_reply,
 )
+
+
+@pytest.fixture(autouse=True, params=json_codec.available())
+def codec(request):
+    """Every test here runs on each JSON codec installed: orjson (the speedups extra) and
+    the standard library, which decides every case orjson would treat differently."""
+    previous = json_codec.name()
+    json_codec.use(request.param)
+    yield request.param
+    json_codec.use(previous)
 
 
 def test_messages_are_compact_json_like_javascript():
@@ -29,10 +40,41 @@ def test_publish_batch_is_built_from_encoded_parts():
 
 def test_lone_surrogates_fall_back_to_escapes_and_nan_is_refused():
     assert encode_json("\ud800") == b'"\\ud800"'
-    with pytest.raises(ValueError):
-        encode_json(float("nan"))
+    for value in (float("nan"), [1, {"a": float("inf")}], -float("inf")):
+        with pytest.raises(ValueError):
+            encode_json(value)
     with pytest.raises(TypeError):
         encode_json(object())
+    assert encode_json({"a": None, "b": [None]}) == b'{"a":null,"b":[null]}'
+
+
+def test_both_codecs_agree_on_what_the_standard_library_decides():
+    assert encode_json(2 ** 70) == b"1180591620717411303424"  # beyond 64 bits
+    assert encode_json({1: "a"}) == b'{"1":"a"}'  # keys that are no strings
+    assert decode_message('["e","x","\\ud800"]') == ("e", "x", "\ud800")  # an escaped lone surrogate
+
+
+def test_the_default_decides_for_types_json_has_none_for():
+    import datetime
+
+    json_codec.set_default(lambda value: value.isoformat() if isinstance(value, datetime.date) else str(value))
+    try:
+        assert encode_json([datetime.date(2026, 11, 29)]) == b'["2026-11-29"]'
+        assert encode_json({"set": {1}}) == b'{"set":"{1}"}'
+    finally:
+        json_codec.set_default(__import__("json").JSONEncoder().default)
+
+
+@pytest.mark.parametrize("text", ["[NaN]", "[Infinity]", "[1e400]", "[" * 5000 + "]" * 5000, '["a"] ["b"]'])
+def test_what_json_cannot_hold_is_refused_as_it_arrives(text):
+    with pytest.raises(IncorrectMessage) as info:
+        decode_message(text)
+    assert "invalid JSON" in info.value.detail
+
+
+def test_an_unknown_codec_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="available: "):
+        json_codec.use("simplejson")
 
 
 @pytest.mark.parametrize("message", ['["e","x",1]', b'["e","x",1]', ["e", "x", 1]])
