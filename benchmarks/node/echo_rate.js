@@ -35,7 +35,7 @@ for (let i = 0; i < Number(clients); i++) {
     const sent = ws.pending.get(m[2].i);
     if (sent === undefined) return;
     ws.pending.delete(m[2].i);
-    record(process.hrtime.bigint() - sent);
+    if (m[2].i >= measuredFrom) record(process.hrtime.bigint() - sent);
   });
   ws.on('error', (e) => { console.error(String(e)); process.exit(1); });
   sockets.push(ws);
@@ -43,9 +43,9 @@ for (let i = 0; i < Number(clients); i++) {
 
 const latenciesUs = [];
 let measuring = false;
+let measuredFrom = Infinity; // the first message sent while measuring: answers to warm-up ones do not count
 let answered = 0;
 function record(ns) {
-  if (!measuring) return;
   answered++;
   latenciesUs.push(Number(ns) / 1000);
 }
@@ -62,7 +62,7 @@ function start() {
   // A tick sends every message now due (timers are coarse: at 1 ms, 25 per tick at 25k/s).
   const tick = () => {
     const now = process.hrtime.bigint();
-    if (!measuring && now >= warmEnd) { measuring = true; cpu0 = serverCpuSeconds(); }
+    if (!measuring && now >= warmEnd) { measuring = true; measuredFrom = seq; cpu0 = serverCpuSeconds(); }
     while (next <= now && next < end) {
       const ws = sockets[seq % sockets.length];
       ws.pending.set(seq, next);  // latency counts from when the message was due
