@@ -21,6 +21,7 @@ script (the gevent hub runs while you wait).
 """
 from __future__ import annotations
 
+import logging
 import random
 import ssl as ssl_module
 import time
@@ -37,14 +38,17 @@ from websockets.protocol import CLOSED, CLOSING, OPEN
 from websockets.uri import parse_uri
 
 from .exceptions import ClusterWSError, ConnectionClosedError
+from .listeners import add_listener, call_user_code
 from .net.fairness import MESSAGE_COST, ReadBudget
+from .net.sockets import shutdown
 from .protocol.messages import PING, PONG, decode_message, encode_emit, encode_json
-from .websocket.socket import add_listener
 
 __all__ = ["Client", "Channel", "ConnectError"]
 
 Listener = Callable[..., Any]
 _RESERVED = ("open", "close", "error", "message", "ping")
+#: Where a failing listener of a client is logged.
+_LOG = logging.getLogger("clusterws_gevent.client")
 
 
 class ConnectError(ClusterWSError):
@@ -68,12 +72,7 @@ class _Emitter:
         if not listeners:
             return False
         for listener in tuple(listeners):
-            try:
-                listener(*args)
-            except Exception:
-                import logging
-
-                logging.getLogger("clusterws_gevent.client").exception("listener of %r failed", event)
+            call_user_code(_LOG, listener, args, "listener of %r failed", event)
         return True
 
 
@@ -363,10 +362,7 @@ class Client(_Emitter):
             if data:
                 self._sock.sendall(data)
             else:
-                try:
-                    self._sock.shutdown(gsocket.SHUT_WR)
-                except OSError:
-                    pass
+                shutdown(self._sock, gsocket.SHUT_WR)
 
     def _answer_ping(self) -> None:
         self._last_ping = time.monotonic()
@@ -471,10 +467,7 @@ class Client(_Emitter):
 
     def _abort_if_closing(self, proto: ClientProtocol) -> None:
         if proto is self._proto and proto.state is CLOSING:
-            try:
-                self._sock.shutdown(gsocket.SHUT_RDWR)
-            except OSError:
-                pass
+            shutdown(self._sock)
 
     def _forget_channel(self, channel: Channel) -> None:
         if self._channels.get(channel.name) is channel:

@@ -8,12 +8,15 @@ from typing import Any, Callable, List, Optional
 from . import registry
 from .enums import Mode
 from .exceptions import OptionTypeError
-from .flask_ext import is_flask_app
+from .flask_ext import FlaskSupport, is_flask_app
 from .log import make_log
 from .options import Options, camel_case
 from .typing import Data
 
 __all__ = ["ClusterWS"]
+
+# The layers below serve a Flask app through this (registry.AppSupport): they never import flask_ext.
+registry.app_support = FlaskSupport()
 
 _TOP_LEVEL = [f.name for f in dataclasses.fields(Options)]
 _SEED_NAMES = {camel_case(name): name for name in _TOP_LEVEL}

@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any, ContextManager, Optional, Tuple
 
+from . import registry
+from .protocol.messages import set_json_default
+
 __all__ = ["is_flask_app", "current_request_and_session", "app_context", "install_flask_app",
-           "EXTENSION_KEY", "UPGRADE_ENVIRON_KEY"]
+           "FlaskSupport", "EXTENSION_KEY", "UPGRADE_ENVIRON_KEY"]
 
 #: Where a Flask app keeps its ClusterWS (``current_app.extensions["clusterws"]``).
 EXTENSION_KEY = "clusterws"
 #: The environ key of an upgrade request: the server's callable that serves the WebSocket.
-UPGRADE_ENVIRON_KEY = "clusterws.upgrade"
+UPGRADE_ENVIRON_KEY = registry.AppSupport.upgrade_environ_key
 _HOOKED = "clusterws.upgrade_hook"
 
 
@@ -65,9 +68,6 @@ def install_flask_app(app: Any) -> None:
     app's hooks first), payloads are encoded with the app's JSON provider (its ``default``:
     ``datetime``, ``UUID``, dataclasses...), and ``app.extensions["clusterws"]`` names the
     ClusterWS this process serves (when the app did not set it itself)."""
-    from . import registry
-    from .protocol.messages import set_json_default
-
     if not app.extensions.get(_HOOKED):
         app.extensions[_HOOKED] = True
         # appended to the public table rather than through app.before_request(): a worker may
@@ -79,3 +79,20 @@ def install_flask_app(app: Any) -> None:
         set_json_default(default)
     if registry.running is not None:
         app.extensions.setdefault(EXTENSION_KEY, registry.running)
+
+
+class FlaskSupport(registry.AppSupport):
+    """Flask's ``registry.AppSupport``: what the worker and the WSGI handler are given of
+    Flask (installed by the face, so that nothing below it imports this module)."""
+
+    def is_app(self, app: Any) -> bool:
+        return is_flask_app(app)
+
+    def install(self, app: Any) -> None:
+        install_flask_app(app)
+
+    def app_context(self, app: Any) -> ContextManager[Any]:
+        return app_context(app)
+
+    def current_request_and_session(self) -> Tuple[Optional[Any], Optional[Any]]:
+        return current_request_and_session()

@@ -22,9 +22,9 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Dict, Iterator, Mapping, Optional, Tuple, Type, TypeVar, Union
 
+from .engine_names import DEFAULT_ENGINE, ENGINE_ALIASES, ENGINES, canonical_engine
 from .enums import LogLevel, Mode, Scaler
 from .exceptions import OptionError, OptionTypeError
-from .websocket.engines import DEFAULT_ENGINE, ENGINE_ALIASES, ENGINES, canonical_engine
 
 __all__ = [
     "OptionGroup",

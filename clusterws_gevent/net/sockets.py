@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import socket as stdlib_socket
-from typing import Any, Union
+from typing import Any, List, Protocol, Tuple, Union
 
 from gevent import socket
 
-__all__ = ["Address", "describe", "listen", "connect", "set_nodelay", "LOOPBACK"]
+__all__ = ["Address", "describe", "listen", "connect", "set_nodelay", "shutdown", "recv_frames", "FrameParser",
+           "LOOPBACK"]
 
 #: A TCP port on :data:`LOOPBACK`, or the path of a Unix socket.
 Address = Union[int, str]
@@ -77,3 +78,32 @@ def set_nodelay(sock: Any) -> None:
     frame on a TCP link (a no-op on a Unix socket)."""
     if sock.family in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+
+
+class FrameParser(Protocol):
+    """A parser of a framed stream (``protocol.broker_wire.FrameParser``)."""
+
+    def feed(self, data: bytes) -> List[Tuple[int, bytes]]:
+        """The frames ``data`` completes."""
+
+
+def recv_frames(sock: Any, parser: FrameParser) -> List[Tuple[int, bytes]]:
+    """Read ``sock`` until ``parser`` completes at least one frame; [] at the end of the stream.
+
+    A link's handshake messages (HELLO, or WELCOME in return) are read with it."""
+    frames: List[Tuple[int, bytes]] = []
+    while not frames:
+        data = sock.recv(4096)
+        if not data:
+            return []
+        frames = parser.feed(data)
+    return frames
+
+
+def shutdown(sock: Any, how: int = stdlib_socket.SHUT_RDWR) -> None:
+    """``sock.shutdown(how)``, for a connection that may be gone already (the reader then
+    sees the end of the stream either way): an OSError is nothing to report."""
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass

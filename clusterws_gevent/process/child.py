@@ -15,6 +15,7 @@ import gevent
 from gevent.event import Event
 from gevent.socket import wait_read
 
+from ..constants import BACKLOG
 from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
@@ -25,11 +26,10 @@ from ..scale.broker import Broker
 from ..scale.broker_client import BrokerConnector
 from ..scale.hub import Hub
 from ..scale.hub_link import HubRouter
-from ..websocket.wsgi import reset_socket_ids
 from .balance import AcceptGate, LoadTable
 from .exits import BROKER_BOOT_ERROR, OK, WORKER_BOOT_ERROR
 from .reloader import watch_sources
-from .worker import BACKLOG, Worker
+from .worker import Worker
 
 __all__ = ["ChildContext", "run_worker_process", "run_broker_process", "run_hub_process", "LINK_TIMEOUT"]
 
@@ -106,7 +106,6 @@ class ChildContext:
 def run_worker_process(context: ChildContext, options: Options, worker_id: int, listener: Any,
                        broker_addresses: List[Address], load_table: Optional[LoadTable] = None) -> int:
     """A worker: its servers, joined to every broker. Returns the exit code."""
-    reset_socket_ids()
     log = context.log
     scale = options.scale_options
     connector = make_connector(options, context, worker_id, broker_addresses)

@@ -47,6 +47,7 @@ from gevent.monkey import is_module_patched
 from gevent.queue import Empty, Queue
 from gevent.socket import wait_read
 
+from ..constants import BACKLOG
 from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
@@ -59,7 +60,7 @@ from .child import ChildContext, run_broker_process, run_hub_process, run_worker
 from .exits import APP_LOAD_ERROR, BROKER_BOOT_ERROR, FAILED, OK, WORKER_BOOT_ERROR, describe_status
 from .metrics import forget_process, prepare_metrics_directory, remove_metrics_directory
 from .single import bind_hint, warn_unless_patched
-from .worker import BACKLOG, raise_open_files_limit
+from .worker import raise_open_files_limit
 
 __all__ = ["Master", "run_master", "SignalReceived", "ChildExited", "ChildReady", "READY_TIMEOUT", "TICK",
            "RESTART_DELAY_MIN", "RESTART_DELAY_MAX"]

@@ -6,8 +6,9 @@ import resource
 import time
 from typing import Any, Optional
 
+from .. import registry
+from ..constants import BACKLOG
 from ..exceptions import HaltServer
-from ..flask_ext import app_context, install_flask_app, is_flask_app
 from ..loading import ImportFailed, resolve
 from ..log import Log
 from ..options import Options
@@ -17,10 +18,8 @@ from ..websocket.wsgi import ClusterWSServer
 from .exits import APP_LOAD_ERROR, WORKER_BOOT_ERROR
 from .metrics import install_operations
 
-__all__ = ["Worker", "raise_open_files_limit", "current_worker", "BACKLOG"]
+__all__ = ["Worker", "raise_open_files_limit", "current_worker"]
 
-#: Listen backlog: bursts of thousands of connections are normal for a WebSocket server.
-BACKLOG = 2048
 
 _current: Optional[Worker] = None
 
@@ -56,8 +55,8 @@ class Worker:
         except ImportFailed as exc:
             raise HaltServer(str(exc), APP_LOAD_ERROR) from None
         self.wss = WebSocketServer(options.websocket_options, log, connector)
-        if is_flask_app(self.app):
-            install_flask_app(self.app)
+        if registry.app_support.is_app(self.app):
+            registry.app_support.install(self.app)
         if listener is None:
             listener = (options.host or "", options.port)
         self.server = ClusterWSServer(listener, self.app, self.wss, options.websocket_options, log,
@@ -80,7 +79,7 @@ class Worker:
                 be imported (APP_LOAD_ERROR).
         """
         try:
-            with app_context(self.app):
+            with registry.app_support.app_context(self.app):
                 self.options.worker(self)
         except ImportFailed as exc:
             raise HaltServer(str(exc), APP_LOAD_ERROR) from None

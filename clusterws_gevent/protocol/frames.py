@@ -6,7 +6,6 @@ frame can be written to any number of sockets: fan-out encodes once.
 from __future__ import annotations
 
 import struct
-from typing import Union
 
 __all__ = [
     "OP_CONT",
@@ -32,7 +31,6 @@ _HEADER_16 = struct.Struct("!BBH").pack
 _HEADER_64 = struct.Struct("!BBQ").pack
 _CLOSE_CODE = struct.Struct("!H").pack
 
-BytesLike = Union[bytes, bytearray, memoryview]
 
 
 def frame_header(opcode: int, length: int) -> bytes:

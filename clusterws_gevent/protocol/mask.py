@@ -6,11 +6,12 @@ XORed as one integer (websockets' own fallback), never byte by byte.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Union
+from typing import Callable
+
+from ..constants import BytesLike
 
 __all__ = ["apply_mask", "apply_mask_python", "rotate_mask"]
 
-BytesLike = Union[bytes, bytearray, memoryview]
 
 
 def apply_mask_python(data: BytesLike, mask: bytes) -> bytes:

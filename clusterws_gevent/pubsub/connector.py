@@ -9,20 +9,27 @@ by the process where they were published.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import Any, Dict, Protocol, Sequence, Tuple
 
-if TYPE_CHECKING:
-    from .hub import PubSubHub
+__all__ = ["Connector", "LocalConnector", "Delivery"]
 
-__all__ = ["Connector", "LocalConnector"]
+
+class Delivery(Protocol):
+    """What a connector hands arrivals to: the hub (:class:`~clusterws_gevent.pubsub.hub.PubSubHub`)."""
+
+    def deliver(self, channel: str, messages: Sequence[bytes]) -> None:
+        """Queue already encoded messages of ``channel`` for its local subscribers."""
+
+    def worker_message(self, message: bytes) -> None:
+        """A message for onWorkerMessage, from another worker."""
 
 
 class Connector:
     """Base of the connectors (template: the hub never knows which one it has)."""
 
-    hub: PubSubHub
+    hub: Delivery
 
-    def start(self, hub: PubSubHub) -> None:
+    def start(self, hub: Delivery) -> None:
         """Begin carrying messages for ``hub``."""
         self.hub = hub
 

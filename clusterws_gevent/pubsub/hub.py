@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import gevent
 from gevent.event import Event
 
+from ..listeners import call_user_code
 from ..log import Log
 from ..protocol.frames import OP_TEXT, encode_frame
 from ..protocol.messages import encode_channel_entry, encode_json, encode_publish_frame
 from .channels import ChannelRegistry
 from .connector import Connector, LocalConnector
 
-__all__ = ["PubSubHub", "FLUSH_INTERVAL", "BURST_GAP", "MAX_BATCH_BYTES"]
+__all__ = ["PubSubHub", "Subscriber", "FLUSH_INTERVAL", "BURST_GAP", "MAX_BATCH_BYTES"]
 
 #: Seconds between flushes of the publish batches (the original's 5 ms).
 FLUSH_INTERVAL = 0.005
@@ -32,6 +33,23 @@ FLUSH_INTERVAL = 0.005
 BURST_GAP = 0.0005
 #: Bytes of messages waiting for a flush, in all channels, past which they are flushed at once.
 MAX_BATCH_BYTES = 1 << 20
+
+
+class Subscriber(Protocol):
+    """What the hub needs of a subscriber: a server socket
+    (:class:`~clusterws_gevent.websocket.socket.Socket`) keeps its own channel set."""
+
+    def add_channel(self, channel: str) -> bool:
+        """Record a subscription; False if already subscribed."""
+
+    def remove_channel(self, channel: str) -> bool:
+        """Forget a subscription; False if there was none."""
+
+    def take_channels(self) -> List[str]:
+        """Forget every subscription and return them."""
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Write an already encoded frame (never blocks); False if it was not accepted."""
 
 
 class PubSubHub:
@@ -93,7 +111,7 @@ class PubSubHub:
 
     # -- subscriptions ----------------------------------------------------------------------------
 
-    def subscribe(self, subscriber: Any, channel: str) -> bool:
+    def subscribe(self, subscriber: Subscriber, channel: str) -> bool:
         """Subscribe ``subscriber`` (a Socket) to ``channel``; False if it already was, or if
         the channel's route from other processes could not be confirmed in time.
 
@@ -111,14 +129,14 @@ class PubSubHub:
             return False
         return True
 
-    def unsubscribe(self, subscriber: Any, channel: str) -> bool:
+    def unsubscribe(self, subscriber: Subscriber, channel: str) -> bool:
         """Unsubscribe ``subscriber`` from ``channel``; False if it was not subscribed."""
         if not subscriber.remove_channel(channel):
             return False
         self._leave(subscriber, channel)
         return True
 
-    def unsubscribe_all(self, subscriber: Any) -> List[str]:
+    def unsubscribe_all(self, subscriber: Subscriber) -> List[str]:
         """Drop every subscription of ``subscriber``; returns the channels it had.
 
         Always completes: a failure on one channel is logged, and the others are
@@ -131,7 +149,7 @@ class PubSubHub:
                 self.log.exception("leaving channel %r failed; going on with the others", channel[:64])
         return channels
 
-    def _leave(self, subscriber: Any, channel: str) -> None:
+    def _leave(self, subscriber: Subscriber, channel: str) -> None:
         if self.registry.discard(channel, subscriber):
             self._pending_bytes -= sum(map(len, self._pending.pop(channel, ())))
             try:
@@ -246,9 +264,5 @@ class PubSubHub:
             subscriber.send_frame(shared)
 
     def _call(self, hook: Optional[Callable[[Any], None]], arg: Any, name: str) -> None:
-        if hook is None:
-            return
-        try:
-            hook(arg)
-        except Exception:
-            self.log.exception("%s middleware failed for %r", name, arg)
+        if hook is not None:
+            call_user_code(self.log, hook, (arg,), "%s middleware failed for %r", name, arg)

@@ -12,45 +12,29 @@ forwards the frame as it received it.
 from __future__ import annotations
 
 import os
-import socket
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set
 
 import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 
+from ..constants import LINK_OUTBOX
 from ..exceptions import ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
-from ..net.sockets import Address, describe, listen, set_nodelay
+from ..net.outbox import Outbox
+from ..net.sockets import Address, describe, listen, recv_frames, set_nodelay, shutdown
 from ..protocol import broker_wire as wire
-from ..websocket.outbox import Outbox
 
 if TYPE_CHECKING:
     from .hub_link import HubRouter
 
-__all__ = ["Broker", "recv_frames", "HELLO_TIMEOUT", "LINK_OUTBOX", "MAX_HANDSHAKES"]
+__all__ = ["Broker", "HELLO_TIMEOUT", "MAX_HANDSHAKES"]
 
 #: Seconds a connecting process has to complete the handshake.
 HELLO_TIMEOUT = 5.0
 #: Connections that may be in their handshake at once; more are closed at once.
 MAX_HANDSHAKES = 64
-#: Bytes a worker link may have waiting before the broker drops the link (the worker reconnects).
-LINK_OUTBOX = 64 << 20
-
-
-def recv_frames(sock: Any, parser: wire.FrameParser) -> List[Tuple[int, bytes]]:
-    """Read ``sock`` until ``parser`` completes at least one frame; [] at the end of the stream.
-
-    The first message of a link (HELLO, or WELCOME in return) is read with it."""
-    frames: List[Tuple[int, bytes]] = []
-    while not frames:
-        data = sock.recv(4096)
-        if not data:
-            return []
-        frames = parser.feed(data)
-    return frames
-
 
 class _Link:
     """One worker's connection to this broker (or, on a hub, one broker's)."""
@@ -306,7 +290,4 @@ class Broker:
         self.log.error("broker %s: worker %d does not read (%d bytes waiting); dropping its link, it will "
                        "reconnect", self.name, link.worker_id, waiting)
         self.dropped += 1
-        try:
-            link.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        shutdown(link.sock)

@@ -13,18 +13,17 @@ import itertools
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import gevent
-from gevent import socket
 from gevent.event import Event
 
+from ..constants import LINK_OUTBOX
 from ..exceptions import BrokerAuthError, ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
-from ..net.sockets import Address, connect, describe
+from ..net.outbox import Outbox
+from ..net.sockets import Address, connect, describe, recv_frames, shutdown
 from ..protocol import broker_wire as wire
 from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
-from ..websocket.outbox import Outbox
-from .broker import recv_frames
 
 __all__ = ["BrokerLink", "BrokerConnector", "RECONNECT_MIN", "RECONNECT_MAX", "ACK_TIMEOUT"]
 
@@ -34,8 +33,6 @@ RECONNECT_MIN = 0.05
 RECONNECT_MAX = 1.0
 #: Seconds a subscription waits for the broker to confirm its route.
 ACK_TIMEOUT = 5.0
-#: Bytes a link may have waiting for a broker that does not read.
-LINK_OUTBOX = 64 << 20
 
 
 class BrokerLink:
@@ -249,10 +246,7 @@ class BrokerLink:
         self.log.error("broker link %s: the broker does not read (%d bytes waiting); reconnecting", self.name,
                        waiting)
         if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            shutdown(self._sock)
 
     # -- interest ---------------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ import logging
 from typing import Any, Callable, Optional
 
 from gevent import get_hub
-from websockets.exceptions import ProtocolError as CoreProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
@@ -35,6 +34,7 @@ from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..net.runners import Runners
 from ..options import WebSocketOptions
+from ..protocol.closing import as_protocol_error, close_for
 from ..protocol.reader import BINARY, CONT, CORE, ERROR, TEXT, ClientFrameReader
 from .connection import Connection, ConnectionSink
 
@@ -312,18 +312,13 @@ class BuiltinConnection(Connection):
         self._reported = True
         self._reader.passthrough = True
         self._parts = self._decoder = None
-        self._core().fail(error.close_code, str(error)[:123])
+        self._core().fail(*close_for(error))
         self._flush_core()
         sink._on_protocol_error(error)
 
     def _report_core_error(self, exc: Exception, sink: ConnectionSink) -> None:
         """The core failed the connection itself: say why to the application."""
         self._reported = True
-        error: ProtocolError
-        if isinstance(exc, UnicodeDecodeError):
-            error = InvalidData(f"invalid UTF-8 in a close reason: {exc.reason}")
-        elif isinstance(exc, CoreProtocolError):
-            error = ProtocolError(str(exc))
-        else:
-            return  # EOFError: the client went away; the close event says 1006
-        sink._on_protocol_error(error)
+        error = as_protocol_error(exc, "a close reason")
+        if error is not None:
+            sink._on_protocol_error(error)

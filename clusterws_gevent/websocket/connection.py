@@ -17,10 +17,10 @@ from gevent import get_hub
 from ..enums import ReadyState
 from ..exceptions import ProtocolError
 from ..log import Log
+from ..net.outbox import Outbox
 from ..net.runners import Runners
 from ..options import WebSocketOptions
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_close, frame_header
-from .outbox import Outbox
 
 __all__ = ["Connection", "ConnectionSink", "ABNORMAL_CLOSURE", "SLOW_CONSUMER"]
 

@@ -27,6 +27,7 @@ from ..exceptions import InvalidData, MessageTooBig, ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
+from ..protocol.closing import as_protocol_error, close_for
 from ..protocol.frames import OP_CLOSE, OP_PONG, encode_close, encode_frame, is_valid_close_code
 from .connection import Connection, ConnectionSink
 
@@ -144,14 +145,10 @@ class GeventWebSocketConnection(Connection):
                 except _CloseReceived:
                     self._on_close_frame()
                     break
-                except ProtocolError as exc:
-                    self._fail(exc, sink)
-                    break
-                except UnicodeError as exc:
-                    self._fail(InvalidData(f"invalid UTF-8 in a text message: {exc}"), sink)
-                    break
-                except GwsProtocolError as exc:
-                    self._fail(ProtocolError(str(exc) or "protocol error"), sink)
+                except (ProtocolError, UnicodeError, GwsProtocolError) as exc:
+                    error = as_protocol_error(exc)
+                    assert error is not None  # none of these is the end of the stream
+                    self._fail(error, sink)
                     break
                 if message is None:
                     continue
@@ -186,8 +183,8 @@ class GeventWebSocketConnection(Connection):
     def _fail(self, error: ProtocolError, sink: ConnectionSink) -> None:
         self.open = False
         if self._close_sent is None:
-            self._close_sent = (error.close_code, str(error)[:123])
-            self.outbox.write(encode_close(error.close_code, str(error)[:123]))
+            self._close_sent = close_for(error)
+            self.outbox.write(encode_close(*self._close_sent))
         self._state = ReadyState.CLOSING
         self.outbox.write_eof()
         self.arm_close_timer()

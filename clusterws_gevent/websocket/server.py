@@ -12,6 +12,7 @@ import gevent
 from gevent.event import Event
 
 from ..enums import Middleware
+from ..listeners import add_listener, call_user_code
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..net.runners import Runners
@@ -22,7 +23,7 @@ from ..pubsub.channels import channel_name_error
 from ..pubsub.connector import Connector
 from ..pubsub.hub import PubSubHub
 from ..typing import Data, Listener
-from .socket import Socket, add_listener
+from .socket import Socket
 from .stats import ServerStats
 
 __all__ = ["WebSocketServer", "Decision", "KEPT_ENVIRON_KEYS", "trim_environ"]
@@ -225,10 +226,8 @@ class WebSocketServer:
                 continue
             results[channel] = False
             decision = Decision()
-            try:
-                check(socket, channel, decision)
-            except Exception:
-                self.log.exception("socket %s: onSubscribe failed for %r; declined", socket.id, channel)
+            if call_user_code(self.log, check, (socket, channel, decision), "socket %s: onSubscribe failed for %r; "
+                              "declined", socket.id, channel) is not None:
                 continue
             waiting.append((channel, decision))
         deadline = time.monotonic() + self.options.middleware_timeout
@@ -264,10 +263,7 @@ class WebSocketServer:
         if check is None:
             return (True,)
         decision = Decision()
-        try:
-            check(info, decision)
-        except Exception:
-            self.log.exception("verifyConnection failed; connection refused")
+        if call_user_code(self.log, check, (info, decision), "verifyConnection failed; connection refused") is not None:
             return (False, 500, "verifyConnection failed")
         accepted = decision.wait(self.options.middleware_timeout)
         if accepted is None:
@@ -287,10 +283,7 @@ class WebSocketServer:
         if self.options.send_configuration_message:
             socket.send_frame(self._config_frame)
         for listener in tuple(self._connection_listeners):
-            try:
-                listener(socket, environ)
-            except Exception:
-                self.log.exception("socket %s: connection listener failed", socket.id)
+            call_user_code(self.log, listener, (socket, environ), "socket %s: connection listener failed", socket.id)
         trim_environ(environ)
         del environ  # held by this frame for the socket's lifetime otherwise
         run()
@@ -354,12 +347,8 @@ class WebSocketServer:
 
     def _call_middleware(self, kind: Middleware, *args: Any) -> None:
         fn = self._middleware.get(kind)
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except Exception:
-            self.log.exception("%s middleware failed", kind.value)
+        if fn is not None:
+            call_user_code(self.log, fn, args, "%s middleware failed", kind.value)
 
     def _channel_opened(self, channel: str) -> None:
         self._call_middleware(Middleware.onChannelOpen, channel)

@@ -9,19 +9,19 @@ own socket, never another socket.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Union, overload
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Protocol, Set, Union, overload
 
 from ..enums import ReadyState
 from ..exceptions import ClusterWSError, IncorrectMessage, ProtocolError
+from ..listeners import add_listener, call_user_code
+from ..log import Log
 from ..net.runners import Runners
 from ..protocol.messages import PONG, decode_message, encode_emit
 from ..typing import Data, Listener
 from .connection import SLOW_CONSUMER, Connection, ConnectionSink
+from .stats import ServerStats
 
-if TYPE_CHECKING:
-    from .server import WebSocketServer
-
-__all__ = ["Socket", "RESERVED_EVENTS", "add_listener"]
+__all__ = ["Socket", "RESERVED_EVENTS"]
 
 #: Events fired by the server itself; a client's ``["e", name, ...]`` cannot fire them.
 RESERVED_EVENTS = frozenset(("message", "pong", "error", "close"))
@@ -29,18 +29,26 @@ _MISSING: Any = object()
 _PONG_TEXT = PONG.decode("ascii")
 
 
-def add_listener(listeners: List[Listener], listener: Optional[Listener], what: str) -> Any:
-    """Append ``listener`` to ``listeners`` and return it; without one, a decorator that does.
+class SocketServer(Protocol):
+    """What a socket needs of its server (:class:`~clusterws_gevent.websocket.server.WebSocketServer`)."""
 
-    Raises:
-        TypeError: ``listener`` is not callable.
-    """
-    if listener is None:
-        return lambda fn: add_listener(listeners, fn, what)
-    if not callable(listener):
-        raise TypeError(f"{what} must be callable, got {listener!r}")
-    listeners.append(listener)
-    return listener
+    log: Log
+    stats: ServerStats
+
+    def publish(self, channel: str, data: Data) -> None:
+        """Publish ``data`` to every subscriber of ``channel``."""
+
+    def subscribe(self, socket: Socket, channel: str) -> bool:
+        """Subscribe ``socket`` without asking onSubscribe."""
+
+    def unsubscribe(self, socket: Socket, channel: str) -> bool:
+        """Unsubscribe ``socket`` and tell onUnsubscribe."""
+
+    def handle_subscribe_request(self, socket: Socket, channels: Any) -> None:
+        """A client's subscribe request: ask onSubscribe, then reply."""
+
+    def forget(self, socket: Socket) -> None:
+        """The socket closed."""
 
 
 class Socket(ConnectionSink):
@@ -51,7 +59,7 @@ class Socket(ConnectionSink):
 
     __slots__ = ("id", "_conn", "_server", "_listeners", "_channels", "awaiting_pong", "busy", "__weakref__")
 
-    def __init__(self, id: str, connection: Connection, server: WebSocketServer) -> None:
+    def __init__(self, id: str, connection: Connection, server: SocketServer) -> None:
         #: A unique id of this socket (used in logs).
         self.id = id
         self._conn = connection
@@ -191,12 +199,9 @@ class Socket(ConnectionSink):
         if not listeners:
             return
         for listener in tuple(listeners):
-            try:
-                listener(*args)
-            except Exception as exc:
-                self._server.log.exception("socket %s: listener of %r failed", self.id, event)
-                if event != "error":
-                    self._fire("error", exc)
+            error = call_user_code(self._server.log, listener, args, "socket %s: listener of %r failed", self.id, event)
+            if error is not None and event != "error":
+                self._fire("error", error)
 
     def send_frame(self, frame: bytes) -> bool:
         """Write an already encoded frame (fan-out and keepalive)."""

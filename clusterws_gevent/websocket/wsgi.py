@@ -19,14 +19,15 @@ from gevent import pywsgi
 from gevent.event import Event
 from gevent.ssl import SSLSocket
 
+from .. import registry
 from ..exceptions import HandshakeError
-from ..flask_ext import UPGRADE_ENVIRON_KEY, current_request_and_session, is_flask_app
 from ..log import Log
 from ..options import WebSocketOptions
 from ..protocol.handshake import check_origin, check_upgrade, http_response, is_upgrade_request, switching_protocols
 from .client_assets import ClientAssets
 from .engines import load_engine
 from .info import ConnectionInfo
+from .pywsgi_adapter import HandlerAdapter
 from .server import WebSocketServer
 from .socket import Socket
 
@@ -42,10 +43,13 @@ def new_socket_id() -> str:
 
 
 def reset_socket_ids() -> None:
-    """Give this process a new id prefix (call after ``fork``)."""
+    """Give this process a new id prefix (done in every child after ``fork``)."""
     global _id_prefix, _ids
     _id_prefix = os.urandom(4).hex()
     _ids = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=reset_socket_ids)  # forked workers never share ids, whoever forks them
 
 
 class HandshakeTimeout(stdlib_socket.timeout):
@@ -75,7 +79,7 @@ class _HeaderReader:
         return line
 
 
-class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
+class ClusterWSHandler(HandlerAdapter):
     """pywsgi's handler, plus the WebSocket upgrade and a deadline on reading each request."""
 
     server: ClusterWSServer
@@ -117,7 +121,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         except http.client.HTTPException as exc:  # "got more than 100 headers"
             raise HeadersTooLarge(str(exc)) from None
 
-    def _handle_client_error(self, ex: Exception) -> Any:
+    def refuse_client_error(self, ex: Exception) -> Optional[Tuple[str, bytes]]:
         if isinstance(ex, HandshakeTimeout):
             self.server.wss.stats.refuse("timeout")
             return ("408", http_response(408, "request not received in time"))
@@ -125,7 +129,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             self.server.wss.stats.refuse("headers")
             self.server.clusterws_log.warning("refused a request from %s: 431, %s", self._peer(), ex)
             return ("431", http_response(431, "request header fields too large"))
-        return super()._handle_client_error(ex)
+        return None
 
     def _peer(self) -> str:
         address = self.client_address
@@ -207,17 +211,17 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         self.environ = {}
         if self.parked:
             # This greenlet (and the handler, the request's objects) ends once the listeners ran.
-            server.wss.serve(socket, self.__dict__.pop("_connection_environ"),
+            server.wss.serve(socket, self.release("_connection_environ"),
                              lambda: socket.park(server.wss.runners, server.connection_closed))
         else:
-            server.wss.serve(socket, self.__dict__.pop("_connection_environ"), socket.run)
+            server.wss.serve(socket, self.release("_connection_environ"), socket.run)
 
     def _serve_through_app(self, key: str) -> None:
         """A Flask app: the upgrade request goes through ``app.wsgi_app`` and its middleware
         (ProxyFix...), the request context is pushed and the ``before_request`` hooks run, as
         for a view; then the socket is served inside that request context, for its whole life
-        (``flask_ext.install_flask_app`` hooks it after the app's own hooks)."""
-        self.environ[UPGRADE_ENVIRON_KEY] = lambda: self._upgrade_in_request(key)
+        (``registry.app_support``, Flask's from the face, hooks it after the app's own hooks)."""
+        self.environ[registry.app_support.upgrade_environ_key] = lambda: self._upgrade_in_request(key)
         self._upgraded = False
         self.close_connection = True
         result = self.application(self.environ, self.start_response)
@@ -235,7 +239,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
 
         Returns what the app answers instead when the upgrade is refused (written as HTTP),
         or after the socket closed (then nothing more is written)."""
-        request, session = current_request_and_session()
+        request, session = registry.app_support.current_request_and_session()
         environ = request.environ if request is not None else self.environ
         refusal = self._verify(environ, request, session)
         if refusal is not None:
@@ -243,7 +247,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
             return reason, code
         socket = self._accept(key, park=False)  # served inside the request context, in this greenlet
         self._upgraded = True
-        del self.__dict__["_connection_environ"]
+        self.release("_connection_environ")
         self.server.wss.serve(socket, environ, socket.run)
         return "", 204
 
@@ -283,7 +287,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         log.debug("socket %s: connected from %s", socket_id, self.client_address[0])
         self._request_done()  # a WebSocket now: stopping closes it with 1001 instead of waiting
         self._connection_environ = self.environ
-        self.__dict__.pop("headers", None)  # not needed after the handshake
+        self.release("headers")  # not needed after the handshake
         return Socket(socket_id, connection, server.wss)
 
     def _detach(self) -> Any:
@@ -326,10 +330,7 @@ class ClusterWSHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         """Record the response for the access log (and end the connection unless ``close`` is False)."""
         if close:
             self.close_connection = True
-        self.code = code
-        self._orig_status = f"{code} {phrase}"
-        self.status = self._orig_status.encode("latin-1")
-        self.response_length = length
+        self.record_response(code, phrase, length)
 
 
 class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
@@ -362,7 +363,7 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self.client_assets = ClientAssets(ws_options.client_path) if ws_options.client_path else None
         #: Operations endpoints by path (``/healthz``, ``/metrics``): each gives (status, content type, body).
         self.operations: Dict[str, Callable[[], Tuple[int, str, bytes]]] = {}
-        self.flask = is_flask_app(application)
+        self.flask = registry.app_support.is_app(application)
         self.access_log = access_log
         self.log: Any = _AccessLog(log) if access_log else self.log
         #: Our logger (``log`` is pywsgi's access log).

@@ -134,18 +134,20 @@ def test_wss_with_a_trusted_certificate(serve, tmp_path):
         assert echoes == ["secure"]
 
 
-def test_many_clients_in_one_process_share_the_hub(serve):
+def test_fifty_clients_in_one_process_each_get_every_publish_once_in_order(serve):
     server = serve("apps.pubsub:worker", "--no-auto-ping")
     clients = [Client(url(server)) for _ in range(50)]
     try:
-        got = []
-        for client in clients:
-            client.subscribe("all").watch(got.append)
+        got = [[] for _ in clients]
+        for client, received in zip(clients, got):
+            client.subscribe("all").watch(received.append)
         for client in clients:
             client.get_channel_by_name("all").wait_subscribed(5)
-        clients[0].send("publish", {"channel": "all", "data": 1})
-        wait_until(lambda: len(got) == 50)
-        gevent.sleep(0)
+        for data in (1, 2, 3):
+            clients[0].send("publish", {"channel": "all", "data": data})
+        # a duplicate of 1 or 2 would come before 3: the channel keeps its order
+        wait_until(lambda: all(received[-1:] == [3] for received in got))
+        assert got == [[1, 2, 3]] * 50
     finally:
         for client in clients:
             client.close()

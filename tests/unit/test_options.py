@@ -7,6 +7,7 @@ import pytest
 
 from clusterws_gevent import ClusterWS, LogLevel, Mode, OptionError, Scaler
 from clusterws_gevent.cli import build_parser, options_from_args
+from clusterws_gevent.log import make_log
 from clusterws_gevent.options import Options, flag_of, iter_settings, markdown_table
 
 
@@ -71,14 +72,24 @@ def test_bad_options_fail_at_construction_naming_the_option(kwargs, error_type, 
         assert word in str(info.value)
 
 
-def test_loggers_with_warn_instead_of_warning_are_accepted():
+def test_loggers_with_warn_instead_of_warning_are_accepted_and_get_formatted_messages():
     class SeedLogger:
-        def debug(self, m): pass
-        def info(self, m): pass
-        def warn(self, m): pass
-        def error(self, m): pass
-    ClusterWS(worker=worker, logger_options={"logger": SeedLogger()})
-    ClusterWS(worker=worker, logger_options={"logger": logging.getLogger("x")})
+        def __init__(self):
+            self.lines = []
+
+        def debug(self, m): self.lines.append(("debug", m))
+        def info(self, m): self.lines.append(("info", m))
+        def warn(self, m): self.lines.append(("warn", m))
+        def error(self, m): self.lines.append(("error", m))
+
+    seed = SeedLogger()
+    options = ClusterWS(worker=worker, logger_options={"logger": seed, "log_level": LogLevel.DEBUG}).options
+    log = make_log(options.logger_options.logger, options.logger_options.log_level)
+    log.warning("socket %s: outbox full", "abc")
+    log.info("%d worker(s)", 2)
+    assert seed.lines == [("warn", "socket abc: outbox full"), ("info", "2 worker(s)")]
+    assert ClusterWS(worker=worker, logger_options={"logger": logging.getLogger("x")}).options.logger_options.logger \
+        is logging.getLogger("x")
 
 
 def test_tls_port_defaults_to_443_and_takes_an_sslcontext():

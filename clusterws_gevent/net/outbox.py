@@ -26,6 +26,8 @@ from typing import Any, Callable, Deque, List, Optional, Union
 import gevent
 from gevent import get_hub
 
+from .sockets import shutdown
+
 __all__ = ["Outbox"]
 
 Buffer = Union[bytes, memoryview]
@@ -192,10 +194,7 @@ class Outbox:
                 self._drainer = None
 
     def _shutdown_write(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # already gone: the reader sees EOF either way
+        shutdown(self._sock, socket.SHUT_WR)
 
     def _fail(self, exc: OSError) -> None:
         if self.closed:

@@ -1,0 +1,230 @@
+"""The connection core in-process, over ``socketpair()``: the Outbox, both engines under a
+Socket, parked and in a greenlet, and the hub's flush, each in milliseconds (websockets'
+sync tests are the model). The integration tests run the same behaviour through real
+server processes; these find a regression in the core without one."""
+import _socket
+import json
+import logging
+import struct
+
+import gevent
+import pytest
+from gevent import socket
+
+from clusterws_gevent.log import Log
+from clusterws_gevent.net.outbox import Outbox
+from clusterws_gevent.options import WebSocketOptions
+from clusterws_gevent.pubsub.hub import PubSubHub
+from clusterws_gevent.testing import wait_until
+from clusterws_gevent.websocket.builtin_engine import BuiltinConnection
+from clusterws_gevent.websocket.gevent_engine import GeventWebSocketConnection
+from clusterws_gevent.websocket.server import WebSocketServer
+from clusterws_gevent.websocket.socket import Socket
+from wsclient import BINARY, CLOSE, TEXT, close_payload, frame
+
+LOG = Log(logging.getLogger("clusterws_gevent.tests"))
+
+
+def read_frame(sock):
+    """One unmasked server frame: (opcode, payload)."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "the server closed the connection"
+            data += chunk
+        return data
+
+    first, second = exactly(2)
+    length = second & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", exactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", exactly(8))
+    return first & 0x0F, exactly(length)
+
+
+# -- Outbox -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pair():
+    """A connected pair of gevent sockets, both closed after the test."""
+    made = []
+
+    def make():
+        ends = socket.socketpair()
+        made.extend(ends)
+        return ends
+
+    yield make
+    for end in made:
+        end.close()
+
+
+def test_the_outbox_writes_frames_whole_and_in_order_and_drains_when_the_peer_reads(pair):
+    ours, peer = pair()
+    ours.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 4096)
+    outbox = Outbox(ours, 1 << 24, lambda waiting, refused: pytest.fail("overflow"), lambda exc: pytest.fail(exc))
+    frames = [bytes([i]) * 10_000 for i in range(200)]
+    for data in frames:
+        assert outbox.write(data)
+    assert outbox.queued > 0  # the kernel took a part; the rest waits in the outbox, not in a greenlet
+    received = bytearray()
+    with gevent.Timeout(5):
+        while len(received) < len(frames) * 10_000:
+            received += peer.recv(1 << 20)
+    assert bytes(received) == b"".join(frames)
+    wait_until(lambda: outbox.queued == 0)
+
+
+def test_the_outbox_refuses_a_frame_that_would_pass_its_limit_and_keeps_what_it_holds(pair):
+    ours, peer = pair()
+    ours.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 4096)
+    refused = []
+    outbox = Outbox(ours, 100_000, lambda waiting, size: refused.append((waiting, size)), lambda exc: None)
+    accepted = 0
+    while not refused:
+        accepted += outbox.write(b"x" * 10_000)
+        assert accepted < 1000, "never refused"
+    waiting, size = refused[0]
+    assert size == 10_000 and waiting + size > 100_000 and outbox.queued <= 100_000
+    outbox.discard()
+
+
+# -- a Socket over each engine ----------------------------------------------------------------
+
+
+@pytest.fixture
+def served(pair):
+    """``served(engine, park)``: a Socket over one end of a socketpair, served by ``engine``
+    (parked or in a greenlet), echoing ``echo`` events and recording its close; with the
+    client's end. After the test the client goes away and the connection finishes."""
+    started = []
+
+    def serve(engine, park):
+        server = WebSocketServer(WebSocketOptions(auto_ping=False), LOG)
+        ours, client = pair()
+        finished = []
+        if engine == "gevent-websocket":
+            connection = GeventWebSocketConnection("t1", ours, server.options, LOG, rfile=ours.makefile("rb"))
+        elif park:
+            raw = _socket.socket(ours.family, ours.type, ours.proto, ours.detach())
+            raw.setblocking(False)
+            connection = BuiltinConnection("t1", raw, server.options, LOG)
+        else:
+            connection = BuiltinConnection("t1", ours, server.options, LOG)
+        sock = Socket("t1", connection, server)
+        sock.on("echo", lambda data: sock.send("echo", data))
+        sock.on("close", lambda code, reason: finished.append((code, reason)))
+        if park:
+            sock.park(server.runners, lambda: finished.append("released"))
+        else:
+            gevent.spawn(sock.run)
+        started.append((client, finished, connection))
+        return sock, client, finished
+
+    yield serve
+    for client, finished, connection in started:
+        client.close()
+        wait_until(lambda: finished, message="the connection finished")
+        rfile = getattr(connection, "_rfile", None)
+        if rfile is not None:
+            rfile.close()
+
+
+ENGINES = [("builtin", True), ("builtin", False), ("gevent-websocket", False)]
+
+
+@pytest.mark.parametrize("engine, park", ENGINES)
+def test_events_round_trip_in_order(served, engine, park):
+    sock, client, finished = served(engine, park)
+    for i in range(50):
+        client.sendall(frame(TEXT, json.dumps(["e", "echo", i]).encode()))
+    with gevent.Timeout(5):
+        replies = [json.loads(read_frame(client)[1]) for _ in range(50)]
+    assert replies == [["e", "echo", i] for i in range(50)]
+
+
+@pytest.mark.parametrize("engine, park", ENGINES)
+def test_a_client_close_is_echoed_and_reported_once(served, engine, park):
+    sock, client, finished = served(engine, park)
+    client.sendall(frame(CLOSE, close_payload(4000, "bye")))
+    with gevent.Timeout(5):
+        assert read_frame(client) == (CLOSE, close_payload(4000, "bye"))
+        client.shutdown(_socket.SHUT_WR)
+        wait_until(lambda: (4000, "bye") in finished)
+    assert finished.count((4000, "bye")) == 1
+    if park:
+        assert "released" in finished  # a parked connection closes its file descriptor itself
+
+
+@pytest.mark.parametrize("engine, park", ENGINES)
+def test_invalid_utf8_fails_the_connection_with_1007(served, engine, park):
+    sock, client, finished = served(engine, park)
+    errors = []
+    sock.on("error", errors.append)
+    client.sendall(frame(TEXT, b'["e","echo","\xff"]'))
+    with gevent.Timeout(5):
+        opcode, payload = read_frame(client)
+    assert opcode == CLOSE and struct.unpack("!H", payload[:2])[0] == 1007
+    assert "invalid UTF-8" in str(errors[0])
+
+
+def test_a_parked_socket_runs_its_messages_in_order_and_gives_its_runner_back(served):
+    sock, client, finished = served("builtin", True)
+    server_runners = sock._server.runners
+    order = []
+    sock.on("slow", lambda data: (gevent.sleep(0.05), order.append("slow")))
+    sock.on("fast", lambda data: order.append("fast"))
+    client.sendall(frame(TEXT, b'["e","slow",0]') + frame(TEXT, b'["e","fast",0]'))
+    wait_until(lambda: order == ["slow", "fast"])
+    wait_until(lambda: server_runners.idle() >= 1)  # its runner went back to wait for other work
+    sock.awaiting_pong = True  # as after the keepalive's ping
+    client.sendall(frame(BINARY, b"A"))  # the client's answer, handled by a runner again
+    wait_until(lambda: not sock.awaiting_pong)
+
+
+# -- the hub's flush --------------------------------------------------------------------------
+
+
+class Subscriber:
+    """A Subscriber (pubsub/hub.py) that keeps what it is sent."""
+
+    def __init__(self):
+        self.channels = set()
+        self.frames = []
+
+    def add_channel(self, channel):
+        if channel in self.channels:
+            return False
+        self.channels.add(channel)
+        return True
+
+    def remove_channel(self, channel):
+        return channel in self.channels and not self.channels.discard(channel)
+
+    def take_channels(self):
+        channels, self.channels = list(self.channels), set()
+        return channels
+
+    def send_frame(self, data):
+        self.frames.append(data)
+        return True
+
+
+def test_a_flush_sends_each_subscriber_one_frame_with_its_channels_messages_in_order():
+    hub = PubSubHub(LOG)
+    both, news_only = Subscriber(), Subscriber()
+    for channel in ("chat", "news"):
+        hub.subscribe(both, channel)
+    hub.subscribe(news_only, "news")
+    for i in range(3):
+        hub.publish("chat", i)
+        hub.publish("news", {"n": i})
+    hub.flush()
+    assert len(both.frames) == 1 and len(news_only.frames) == 1
+    assert json.loads(both.frames[0][2:]) == ["p", None, {"chat": [0, 1, 2], "news": [{"n": 0}, {"n": 1}, {"n": 2}]}]
+    assert json.loads(news_only.frames[0][2:]) == ["p", None, {"news": [{"n": 0}, {"n": 1}, {"n": 2}]}]
+    hub.flush()
+    assert len(both.frames) == 1  # nothing new, nothing sent
