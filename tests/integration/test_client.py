@@ -1,5 +1,4 @@
 """The Python client, clusterws_gevent.client (issue 3, item 4), against real servers."""
-import gevent
 import pytest
 import trustme
 

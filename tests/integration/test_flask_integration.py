@@ -81,15 +81,22 @@ def test_the_extension_is_set_by_the_constructor_and_init_app():
 
 
 def test_socket_emit_is_deprecated_and_says_what_to_call():
+    import logging
+
+    from clusterws_gevent.log import Log
+    from clusterws_gevent.options import WebSocketOptions
+    from clusterws_gevent.websocket.server import WebSocketServer
     from clusterws_gevent.websocket.socket import Socket
 
-    socket = Socket.__new__(Socket)
-    socket._listeners = {"x": [lambda data: None]}
+    socket = Socket("s1", None, WebSocketServer(WebSocketOptions(), Log(logging.getLogger("test"))))
+    called = []
+    socket.on("x", called.append)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         socket.emit("x", 1)
     assert "use socket.send(event, data) to reach the client" in str(caught[0].message)
     assert caught[0].category is DeprecationWarning
+    assert called == [1]  # the server-side listeners still run, as before
 
 
 def test_the_upgrade_goes_through_wsgi_middleware_and_before_request_hooks(serve):

@@ -127,7 +127,7 @@ def served(pair):
     yield serve
     for client, finished, connection in started:
         client.close()
-        wait_until(lambda: finished, message="the connection finished")
+        wait_until(lambda finished=finished: finished, message="the connection finished")
         rfile = getattr(connection, "_rfile", None)
         if rfile is not None:
             rfile.close()
