@@ -37,19 +37,6 @@ def import_object(spec: str, what: str) -> Any:
         raise SystemExit(f"error: {exc}") from None
 
 
-def _kind(f: dataclasses.Field[Any]) -> str:
-    """How a flag parses its value, read from the option's annotation."""
-    text = str(f.type)
-    if "Tuple[int" in text:
-        return "ints"
-    if "Tuple[str" in text:
-        return "strs"
-    for kind in ("bool", "float", "int"):
-        if text in (kind, f"Optional[{kind}]"):
-            return kind
-    return "str"
-
-
 def _default_text(f: dataclasses.Field[Any]) -> str:
     shown = f.metadata.get("show_default")
     if shown:
@@ -82,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = flag_of(name, f, cli_prefix)
         if flag is None:
             continue
-        kind = _kind(f)
+        kind = f.metadata["kind"]  # declared with the option (options.KINDS)
         default = _default_text(f)
         help_text = f.metadata["help"].replace("%", "%%") + (f" (default: {default})" if default else "")
         kwargs: Dict[str, Any] = {"dest": name, "default": None, "help": help_text}

@@ -18,13 +18,13 @@ import dataclasses
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Dict, Iterator, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from .engine_names import DEFAULT_ENGINE, ENGINE_ALIASES, ENGINES, canonical_engine
 from .enums import LogLevel, Mode, Scaler
 from .exceptions import OptionError, OptionTypeError
+from .tls import server_context
 
 __all__ = [
     "OptionGroup",
@@ -55,7 +55,7 @@ def camel_case(name: str) -> str:
 def option(default: Any = dataclasses.MISSING, *, validator: Optional[Validator] = None, help: str,
            cli: Optional[str] = "", camel: Optional[str] = None, metavar: Optional[str] = None,
            default_factory: Any = dataclasses.MISSING, show_default: Optional[str] = None,
-           inner: Optional[Type[OptionGroup]] = None, cli_prefix: str = "") -> Any:
+           inner: Optional[Type[OptionGroup]] = None, cli_prefix: str = "", kind: Optional[str] = None) -> Any:
     """Declare one option: a dataclass field with its metadata.
 
     Args:
@@ -66,9 +66,12 @@ def option(default: Any = dataclasses.MISSING, *, validator: Optional[Validator]
         show_default: how the docs show the default, when ``repr`` does not say it well.
         inner: the group a dict value is read as (its options get flags too).
         cli_prefix: prefix of the inner group's flags (``master-`` -> ``--master-certfile``).
+        kind: how its flag reads a value (``KINDS``); by default its validator's kind, else "str".
     """
+    kind = kind or KIND_OF_VALIDATOR.get(validator, "str")  # type: ignore[arg-type]
+    assert kind in KINDS, kind
     metadata = {"validator": validator, "help": help, "cli": cli, "camel": camel, "metavar": metavar,
-                "show_default": show_default, "inner": inner, "cli_prefix": cli_prefix}
+                "show_default": show_default, "inner": inner, "cli_prefix": cli_prefix, "kind": kind}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -269,6 +272,17 @@ def _pem_or_path(name: str, value: Any) -> Optional[str]:
     return _existing_file(name, value)
 
 
+#: How a flag reads its value: "bool" is a --flag/--no-flag pair; "ints" and "strs" are
+#: comma-separated lists; the rest take one value of that type ("str" goes to the validator as it is).
+KINDS = ("bool", "int", "float", "ints", "strs", "str")
+
+#: The kind of the options a validator checks (an option may say its own).
+KIND_OF_VALIDATOR: Dict[Validator, str] = {
+    _bool: "bool", _positive_int: "int", _port: "int", _positive_number: "float", _ports: "ints",
+    _urls: "strs", _origins: "strs",
+}
+
+
 # ---- groups ----------------------------------------------------------------------------------
 
 
@@ -276,6 +290,8 @@ def _pem_or_path(name: str, value: Any) -> Optional[str]:
 class OptionGroup:
     """Base of the option groups: validates every field at construction."""
 
+    #: The dotted prefix of this group's options (``websocket_options.``), set from where
+    #: the group sits in :class:`Options` (``_set_paths``), for error messages.
     _path: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
@@ -327,7 +343,6 @@ class OptionGroup:
 class WebSocketOptions(OptionGroup):
     """``websocket_options``: the WebSocket engine and its limits."""
 
-    _path: ClassVar[str] = "websocket_options."
 
     engine: str = option(DEFAULT_ENGINE, validator=_engine, help=(
         "WebSocket engine: 'builtin' (websockets' sans-I/O core on greenlets) or 'gevent-websocket' "
@@ -374,7 +389,6 @@ class WebSocketOptions(OptionGroup):
 class LoggerOptions(OptionGroup):
     """``logger_options``: where logs go."""
 
-    _path: ClassVar[str] = "logger_options."
 
     logger: Any = option(None, validator=_logger, metavar="MODULE:OBJECT", show_default="built-in", help=(
         "A logging.Logger or any object with debug/info/warning (or warn)/error; "
@@ -389,7 +403,6 @@ class LoggerOptions(OptionGroup):
 class MetricsOptions(OptionGroup):
     """``metrics_options``: Prometheus metrics and the health check."""
 
-    _path: ClassVar[str] = "metrics_options."
 
     enabled: bool = option(False, validator=_bool, cli="--metrics", help=(
         "Serve Prometheus metrics at path, aggregated over every worker whichever answers the scrape "
@@ -405,7 +418,6 @@ class MetricsOptions(OptionGroup):
 class TLSOptions(OptionGroup):
     """``tls_options`` as a dict: serves https:// and wss:// on the same port."""
 
-    _path: ClassVar[str] = "tls_options."
 
     certfile: Optional[str] = option(None, validator=_existing_file, help="PEM certificate chain file.")
     keyfile: Optional[str] = option(None, validator=_existing_file, help="PEM private key file (default: in certfile).")
@@ -422,35 +434,14 @@ class TLSOptions(OptionGroup):
             raise OptionError(self._path.rstrip("."), "needs certfile (or the seed's cert)")
 
     def ssl_context(self) -> Any:
-        """A server ``ssl.SSLContext`` built from these options.
+        """A server ``ssl.SSLContext`` built from these options (``tls.server_context``).
 
         Raises:
             OptionError: the files or PEM texts do not load.
         """
-        import ssl
-
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        with tempfile.TemporaryDirectory() as tmp:
-            certfile = self.certfile or _as_file(tmp, "cert.pem", self.cert)
-            assert certfile is not None  # _check requires certfile or cert
-            keyfile = self.keyfile or _as_file(tmp, "key.pem", self.key)
-            try:
-                context.load_cert_chain(certfile, keyfile, self.password)
-                if self.ca_certs:
-                    context.load_verify_locations(self.ca_certs)
-                    context.verify_mode = ssl.CERT_OPTIONAL
-            except (OSError, ssl.SSLError) as exc:
-                raise OptionError(self._path.rstrip("."), f"cannot load the certificate or key: {exc}") from None
-        return context
-
-
-def _as_file(directory: str, name: str, pem: Optional[str]) -> Optional[str]:
-    if pem is None or "-----BEGIN" not in pem:
-        return pem
-    path = os.path.join(directory, name)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as out:
-        out.write(pem)
-    return path
+        cert = self.certfile or self.cert
+        assert cert is not None  # _check requires certfile or cert
+        return server_context(cert, self.keyfile or self.key, self.password, self.ca_certs, self._path.rstrip("."))
 
 
 def _tls_validator(group: Type[TLSOptions]) -> Validator:
@@ -469,14 +460,12 @@ def _tls_validator(group: Type[TLSOptions]) -> Validator:
 class MasterTLSOptions(TLSOptions):
     """TLS of the scaler hub (``master_options.tls_options``)."""
 
-    _path: ClassVar[str] = "scale_options.default.horizontal_scale_options.master_options.tls_options."
 
 
 @dataclass(frozen=True)
 class MasterOptions(OptionGroup):
     """``master_options``: this server also runs the scaler hub."""
 
-    _path: ClassVar[str] = "scale_options.default.horizontal_scale_options.master_options."
 
     port: Optional[int] = option(None, validator=_port, cli="--master-port",
                                  help="Port of the scaler hub this server runs (the brokers of every server join it).")
@@ -493,7 +482,6 @@ class MasterOptions(OptionGroup):
 class HorizontalScaleOptions(OptionGroup):
     """``horizontal_scale_options``: joining servers on several machines through scaler hubs."""
 
-    _path: ClassVar[str] = "scale_options.default.horizontal_scale_options."
 
     key: Optional[str] = option(None, validator=_optional_str, cli="--horizontal-key", help=(
         "Shared secret of the scaler hubs and every server that joins them."))
@@ -517,7 +505,6 @@ class HorizontalScaleOptions(OptionGroup):
 class DefaultScalerOptions(OptionGroup):
     """``scale_options["default"]``: the built-in brokers."""
 
-    _path: ClassVar[str] = "scale_options.default."
 
     brokers: int = option(1, validator=_positive_int, help="Number of broker processes.")
     brokers_ports: Optional[Tuple[int, ...]] = option(None, validator=_ports, metavar="PORT,PORT",
@@ -539,14 +526,13 @@ class DefaultScalerOptions(OptionGroup):
 class ScaleOptions(OptionGroup):
     """``scale_options``: processes of ``Mode.Scale``."""
 
-    _path: ClassVar[str] = "scale_options."
 
     scaler: Scaler = option(Scaler.Default, validator=_enum(Scaler), help=(
         "What joins the workers: Scaler.Default (TCP brokers) or Scaler.Redis."))
     workers: int = option(1, validator=_positive_int, help="Number of worker processes.")
     restart_on_fail: bool = option(False, validator=_bool, help="Restart a worker or broker that dies.")
     worker_timeout: float = option(30.0, validator=lambda n, v: 0.0 if v == 0 else _positive_number(n, v),
-                                   metavar="SECONDS", help=(
+                                   kind="float", metavar="SECONDS", help=(
         "Kill a worker whose event loop gave no sign of life for this long (a listener stuck in "
         "CPU-bound code); 0 disables it. As gunicorn's timeout."))
     graceful_timeout: float = option(30.0, validator=_positive_number, metavar="SECONDS", help=(
@@ -608,6 +594,21 @@ class Options(OptionGroup):
             object.__setattr__(self, "port", 443 if self.tls_options is not None else 80)
 
 
+def _set_paths(cls: Type[OptionGroup], prefix: str = "") -> None:
+    """Give each group its dotted prefix, from where it sits in ``cls`` (one place per class:
+    ``MasterTLSOptions`` is ``TLSOptions`` at a second place)."""
+    for f in fields(cls):
+        group_cls = f.metadata.get("group") or f.metadata.get("inner")
+        if group_cls is not None:
+            path = prefix + f.name + "."
+            assert group_cls.__dict__.get("_path", path) == path, f"{group_cls.__name__} at two places"
+            group_cls._path = path
+            _set_paths(group_cls, path)
+
+
+_set_paths(Options)
+
+
 def iter_settings(cls: Type[OptionGroup] = Options, prefix: str = "", cli_prefix: str = ""
                   ) -> Iterator[Tuple[str, dataclasses.Field[Any], str]]:
     """Every option as ``(dotted name, field, flag prefix)``, nested groups flattened, in declaration order.
@@ -623,35 +624,6 @@ def iter_settings(cls: Type[OptionGroup] = Options, prefix: str = "", cli_prefix
         inner = f.metadata.get("inner")
         if inner is not None:
             yield from iter_settings(inner, prefix + f.name + ".", cli_prefix + f.metadata["cli_prefix"])
-
-
-def markdown_table() -> str:
-    """``docs/options.md``: every option with its seed name, flag, default and description."""
-    lines = [
-        "# Options",
-        "",
-        "Generated from `clusterws_gevent/options.py` by `python scripts/gen_options_doc.py`;",
-        "`tests/unit/test_options.py` fails when this file is out of date.",
-        "",
-        "Nested dict keys may be snake_case or the seed's camelCase.",
-        "",
-        "| option | seed name | flag | default | what it does |",
-        "|---|---|---|---|---|",
-    ]
-    for name, f, cli_prefix in iter_settings():
-        *parents, leaf = name.split(".")
-        camel = ".".join([camel_case(part) for part in parents] + [f.metadata.get("camel") or camel_case(leaf)])
-        cli = flag_of(name, f, cli_prefix) or ""
-        if f.metadata.get("show_default"):
-            default = f.metadata["show_default"]
-        elif f.default is not dataclasses.MISSING:
-            default = (f"{type(f.default).__name__}.{f.default.name}" if hasattr(f.default, "name")
-                       else repr(f.default))
-        else:
-            default = repr(f.default_factory())  # type: ignore[operator]
-        lines.append(f"| `{name}` | `{camel}` | {'`' + cli + '`' if cli else ''} | {default} "
-                     f"| {f.metadata['help']} |")
-    return "\n".join(lines) + "\n"
 
 
 def flag_of(name: str, f: dataclasses.Field[Any], cli_prefix: str = "") -> Optional[str]:

@@ -8,7 +8,8 @@ import pytest
 from clusterws_gevent import ClusterWS, LogLevel, Mode, OptionError, Scaler
 from clusterws_gevent.cli import build_parser, options_from_args
 from clusterws_gevent.log import make_log
-from clusterws_gevent.options import Options, flag_of, iter_settings, markdown_table
+from clusterws_gevent.options import Options, flag_of, iter_settings
+from clusterws_gevent.options_doc import markdown_table
 
 
 def worker(w):
