@@ -84,6 +84,22 @@ def engine(request: Any) -> str:
 pytest_plugins = ["pytester", "greenlet_timeout"]
 
 
+#: Integration modules the default lane keeps, end to end through real processes in about
+#: 30 s: a socket's life, pub/sub, Flask on the same port, the example app, a Scale cluster.
+SMOKE_MODULES = frozenset(("test_parked.py", "test_pubsub.py", "test_server_and_flask.py", "test_example_app.py",
+                           "test_scale.py"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    """The other tests under tests/integration (real server processes, clusters, redis-server,
+    Chromium) form the ``server`` lane (``pytest -m "server and not slow"``, a CI step of its own)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "integration" in path.parts and path.name not in SMOKE_MODULES:
+            item.add_marker(pytest.mark.server)
+
+
 def pytest_configure(config: Any) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "error::DeprecationWarning")
 
