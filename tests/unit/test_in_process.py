@@ -228,3 +228,65 @@ def test_a_flush_sends_each_subscriber_one_frame_with_its_channels_messages_in_o
     assert json.loads(news_only.frames[0][2:]) == ["p", None, {"news": [{"n": 0}, {"n": 1}, {"n": 2}]}]
     hub.flush()
     assert len(both.frames) == 1  # nothing new, nothing sent
+
+
+# -- the broker and its links -----------------------------------------------------------------
+
+
+class Delivery:
+    """A Delivery (pubsub/connector.py) that keeps what a connector hands it."""
+
+    def __init__(self):
+        self.delivered = []
+        self.from_workers = []
+
+    def deliver(self, channel, messages):
+        self.delivered.append((channel, list(messages)))
+
+    def worker_message(self, message):
+        self.from_workers.append(message)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A broker in this process on a Unix socket, and connectors to it, all stopped after the test."""
+    from clusterws_gevent.scale.broker import Broker
+    from clusterws_gevent.scale.broker_client import BrokerConnector
+
+    address = str(tmp_path / "broker.sock")
+    server = Broker(address, b"k" * 32, LOG)
+    server.start()
+    connectors = []
+
+    def connect(worker_id, key=b"k" * 32):
+        connector = BrokerConnector([address], key, worker_id, LOG)
+        delivery = Delivery()
+        connector.start(delivery)
+        connectors.append(connector)
+        return connector, delivery
+
+    yield connect
+    for connector in connectors:
+        connector.stop()
+    server.stop()
+
+
+def test_a_route_is_live_when_add_interest_returns_and_carries_publishes_and_worker_messages(broker):
+    publisher, _ = broker(1)
+    subscriber, delivered = broker(2)
+    assert publisher.wait_connected(5) and subscriber.wait_connected(5)
+    assert subscriber.add_interest("chat")  # the broker confirmed the route
+    for i in range(3):
+        publisher.publish("chat", json.dumps(i).encode())
+    publisher.publish("elsewhere", b"0")  # nobody's interest: goes nowhere
+    wait_until(lambda: sum(len(messages) for _, messages in delivered.delivered) == 3)
+    assert [m for channel, messages in delivered.delivered for m in messages] == [b"0", b"1", b"2"]
+    assert {channel for channel, _ in delivered.delivered} == {"chat"}
+    publisher.publish_to_workers(b'{"hello":1}')
+    wait_until(lambda: delivered.from_workers == [b'{"hello":1}'])
+
+
+def test_a_link_with_the_wrong_key_is_refused(broker):
+    intruder, delivered = broker(3, key=b"x" * 32)
+    assert not intruder.wait_connected(0.5)
+    assert intruder.links_up() == (0, 1)
