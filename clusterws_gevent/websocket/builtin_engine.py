@@ -1,5 +1,6 @@
-"""The default engine: our data-frame reader and websockets' sans-I/O core,
-driven by the connection's greenlet.
+"""The default engine: our data-frame reader and websockets' sans-I/O core, driven
+by the connection's greenlet (``run``) or, for a plain socket, parked between reads
+with no greenlet of its own (``park``: ``net/runners.py``).
 
 Data frames, the hot path, are read by
 :class:`~clusterws_gevent.protocol.reader.ClientFrameReader` (header, size
