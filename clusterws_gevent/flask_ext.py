@@ -14,7 +14,7 @@ import contextlib
 from typing import Any, ContextManager, Optional, Tuple
 
 from . import registry
-from .protocol.messages import set_json_default
+from .protocol import json_codec
 
 __all__ = ["is_flask_app", "current_request_and_session", "app_context", "install_flask_app",
            "FlaskSupport", "EXTENSION_KEY", "UPGRADE_ENVIRON_KEY"]
@@ -76,7 +76,7 @@ def install_flask_app(app: Any) -> None:
 
     default = getattr(getattr(app, "json", None), "default", None)
     if callable(default):
-        set_json_default(default)
+        json_codec.set_default(default)
     if registry.running is not None:
         app.extensions.setdefault(EXTENSION_KEY, registry.running)
 

@@ -6,13 +6,12 @@ binary frames: the server's ping ``0x39`` ("9") and the client's pong ``0x41`` (
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Mapping, Tuple
+from typing import Any, List, Mapping, Tuple
 
 from ..exceptions import IncorrectMessage
 from . import json_codec
 
 __all__ = [
-    "set_json_default",
     "PING",
     "PONG",
     "encode_json",
@@ -26,12 +25,6 @@ __all__ = [
 
 PING = b"9"
 PONG = b"A"
-
-
-def set_json_default(default: Callable[[Any], Any]) -> None:
-    """Encode what JSON has no type for with ``default`` (a worker serving a Flask app uses
-    the app's JSON provider's: ``datetime``, ``UUID``, dataclasses...). Process-wide."""
-    json_codec.set_default(default)
 
 
 def encode_json(value: Any) -> bytes:

@@ -151,12 +151,9 @@ class BuiltinConnection(Connection):
         """Event-loop callback: bytes (or the end) arrived; a runner greenlet reads them."""
         parked = self._parked
         parked.watcher.stop()
-        parked.runners.run(self._resume)
+        parked.runners.run(self._serve_parked)
 
-    def _resume(self) -> None:
-        self._serve_parked(b"")
-
-    def _serve_parked(self, data: bytes) -> None:
+    def _serve_parked(self, data: bytes = b"") -> None:
         """Handle ``data`` and whatever the socket holds, then park again (or finish)."""
         parked = self._parked
         budget = ReadBudget()
@@ -220,9 +217,7 @@ class BuiltinConnection(Connection):
             if self._aborted:
                 break
             if done or kind == CORE:  # a message (or control frame) handled; a chunk costs its bytes
-                budget.left -= MESSAGE_COST
-                if budget.left <= 0:
-                    budget.spend(0)
+                budget.spend(MESSAGE_COST)
         return not self._aborted and (self._proto is None or self._proto.state is not CLOSED)
 
     def _end_of_stream(self) -> None:

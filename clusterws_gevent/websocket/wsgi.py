@@ -209,12 +209,9 @@ class ClusterWSHandler(HandlerAdapter):
         # Nothing below needs the environ once the connection listeners have it:
         # free it for the socket's lifetime (memory per idle connection).
         self.environ = {}
-        if self.parked:
-            # This greenlet (and the handler, the request's objects) ends once the listeners ran.
-            server.wss.serve(socket, self.release("_connection_environ"),
-                             lambda: socket.park(server.wss.runners, server.connection_closed))
-        else:
-            server.wss.serve(socket, self.release("_connection_environ"), socket.run)
+        # Parked, this greenlet (and the handler, the request's objects) ends once the listeners ran.
+        run = (lambda: socket.park(server.wss.runners, server.connection_closed)) if self.parked else socket.run
+        server.wss.serve(socket, self.release("_connection_environ"), run)
 
     def _serve_through_app(self, key: str) -> None:
         """A Flask app: the upgrade request goes through ``app.wsgi_app`` and its middleware
