@@ -6,21 +6,15 @@
 # usage: benchmarks/echo_1mib.sh            env: PASSES (3), ROUNDS per pass (15), SIZE (1048576),
 #        PYTHON (python with the project), BENCH_DIR (default benchmarks/.bench, made by benchmarks/setup.sh)
 set -euo pipefail
-HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(dirname "$HERE")"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-BENCH_DIR="${BENCH_DIR:-$HERE/.bench}"
+source "$(dirname "$0")/common.sh"
 PASSES="${PASSES:-3}"; ROUNDS="${ROUNDS:-15}"; SIZE="${SIZE:-1048576}"
-export NODE_PATH="$BENCH_DIR/loadgen/node_modules"
-[ -d "$NODE_PATH/ws" ] || { echo "no ws in $NODE_PATH: run benchmarks/setup.sh" >&2; exit 2; }
 OUT="$(mktemp)"; PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; rm -f "$OUT"; }
 trap cleanup EXIT
 start() { # name port command...
   local name=$1 port=$2; shift 2
   "$@" >/dev/null 2>&1 & PIDS+=($!)
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.1; done
-  echo "$name did not start" >&2; exit 3
+  wait_port "$name" "$port"
 }
 start builtin 9301 "$PYTHON" "$ROOT/examples/echo_server.py" --port 9301
 start gevent-websocket 9302 "$PYTHON" "$ROOT/examples/echo_server.py" --port 9302 --engine gevent-websocket

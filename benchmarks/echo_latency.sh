@@ -7,23 +7,17 @@
 #        project and of ClusterWS-Node in `benchmarks/run.sh echo` on 2 cores)
 # env: ROUNDS (3), SECONDS_PER_RUN (10), PYTHON, BENCH_DIR (benchmarks/.bench), CWS_NODE_DIR
 set -euo pipefail
-HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(dirname "$HERE")"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-BENCH_DIR="${BENCH_DIR:-$HERE/.bench}"
+source "$(dirname "$0")/common.sh"
 RATE="${1:-25000}"
 ROUNDS="${ROUNDS:-3}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
-export NODE_PATH="$BENCH_DIR/loadgen/node_modules"
-[ -d "$NODE_PATH/ws" ] || { echo "run benchmarks/setup.sh first" >&2; exit 2; }
-ulimit -n 65536 2>/dev/null || true
 OUT="$(mktemp)"
 trap 'rm -f "$OUT"' EXIT
 
 run() { # name port command...
   local name=$1 port=$2; shift 2
   "$@" >/dev/null 2>&1 & local pid=$!
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$name" "$port"
   local line
   line=$(node "$HERE/node/echo_rate.js" "ws://127.0.0.1:$port/" "$RATE" "$SECONDS_PER_RUN" 50 "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true

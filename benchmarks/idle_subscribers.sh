@@ -4,19 +4,13 @@
 # gevent-websocket peer, measured in the same run. Target: <= 16 KiB per connection.
 # usage: benchmarks/idle_subscribers.sh     env: CONNS (5000), PYTHON, BENCH_DIR (benchmarks/.bench)
 set -euo pipefail
-HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(dirname "$HERE")"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-BENCH_DIR="${BENCH_DIR:-$HERE/.bench}"
+source "$(dirname "$0")/common.sh"
 CONNS="${CONNS:-5000}"
-export NODE_PATH="$BENCH_DIR/loadgen/node_modules"
-[ -d "$NODE_PATH/ws" ] || { echo "run benchmarks/setup.sh first" >&2; exit 2; }
-ulimit -n 65536 2>/dev/null || true
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 measure() { # name port command...
   local name=$1 port=$2; shift 2
   "$@" >/dev/null 2>&1 & local pid=$!
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$name" "$port"
   sleep 0.5; local before; before=$(rss "$pid")
   coproc CLIENT { node "$HERE/node/idle_subscribers.js" "ws://127.0.0.1:$port/" "$CONNS"; }
   read -r -t 120 line <&"${CLIENT[0]}"

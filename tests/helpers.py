@@ -1,4 +1,4 @@
-"""Helpers shared by the integration tests: connecting, finding workers, subscribing."""
+"""Helpers shared by the integration tests: connecting, finding workers, subscribing, memory."""
 from __future__ import annotations
 
 import json
@@ -137,3 +137,12 @@ class ConnectionChurn:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory (``VmRSS``) or its peak (``VmHWM``), in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
+from helpers import rss_kib
 
 from clusterws_gevent.testing import free_port, wait_until
 from wsclient import BINARY, CONT, PING, PONG, TEXT, WSClient, frame
@@ -76,14 +77,6 @@ def in_thread(fn: Callable[[], Any]) -> Future:
 
 
 # -- memory -------------------------------------------------------------------------------------
-
-
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
 
 
 def test_a_publish_flood_keeps_the_worker_under_baseline_plus_64_mib(serve):

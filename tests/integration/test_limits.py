@@ -3,6 +3,7 @@ import socket
 import time
 
 import pytest
+from helpers import rss_kib
 
 from wsclient import BINARY, CONT, TEXT, WSClient, close_payload, frame
 
@@ -123,11 +124,3 @@ def test_drop_policy_drops_messages_for_a_slow_client_and_keeps_it(serve):
             if payload.startswith(b'["e","echo"'):
                 break
         assert payload == b'["e","echo","still here"]'
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")

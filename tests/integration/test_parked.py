@@ -3,10 +3,10 @@ what that changes for a listener keeps its promises (order, blocking, the end of
 import socket
 import time
 
+from helpers import rss_kib
+
 from clusterws_gevent.testing import wait_until
 from wsclient import WSClient
-
-from .test_limits import rss_kib
 
 UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")

@@ -2,6 +2,7 @@
 import time
 
 import pytest
+from helpers import rss_kib
 
 from clusterws_gevent.testing import check_delivery_order
 from wsclient import WSClient, frame
@@ -151,11 +152,6 @@ def test_a_subscriber_that_stops_reading_delays_nobody(serve):
 def test_messages_arrive_without_loss_duplicate_or_reordering(server, messages):
     report = check_delivery_order([f"ws://127.0.0.1:{server.port}/"], messages=messages)
     assert report.ok, str(report)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        return int(next(line for line in status if line.startswith("VmRSS:")).split()[1])
 
 
 def test_order_checker_detects_gaps_duplicates_reordering_and_foreign_messages():
