@@ -111,7 +111,10 @@ class Connection:
         """Send a text message (``payload`` is UTF-8). False when the socket is not open."""
         if not self.open:
             return False
-        return self.outbox.write(frame_header(OP_TEXT, len(payload)) + payload)
+        size = len(payload)
+        if size < 126:  # frame_header's common case, inline: every reply and event comes here
+            return self.outbox.write(bytes((0x81, size)) + payload)
+        return self.outbox.write(frame_header(OP_TEXT, size) + payload)
 
     def send_binary(self, payload: bytes) -> bool:
         """Send a binary message. False when the socket is not open."""
