@@ -327,9 +327,10 @@ class Client(_Emitter):
                     proto.receive_eof()
                 else:
                     proto.receive_data(data)
-                for event in proto.events_received():
-                    if isinstance(event, Response):
-                        self._pending_events = proto.events_received()
+                events = proto.events_received()
+                for index, event in enumerate(events):
+                    if isinstance(event, Response):  # frames read with it come after it, in this list
+                        self._pending_events = events[index + 1:] + proto.events_received()
                         return event
                 if not data:
                     return None

@@ -3,10 +3,14 @@
 - ``ClusterWS(app=flask_app)`` or ``cws.init_app(app)`` serves the app and the
   WebSockets on one port (``app.extensions["clusterws"]`` is the ClusterWS).
 - Each WebSocket runs inside the Flask request context of its upgrade
-  request, pushed for the socket's lifetime in the socket's own greenlet: in
-  verifyConnection and in every listener of the socket, ``flask.session``,
-  ``flask.request``, ``flask.g`` and ``current_app`` work as in a view, so an
-  existing login protects the realtime part too. ``g`` lives as long as the socket.
+  request, kept for the socket's lifetime in a ``contextvars.Context`` of its own
+  (``websocket/driver.py``, ``Scope``), without a greenlet: in verifyConnection and
+  in every listener of the socket, ``flask.session``, ``flask.request``, ``flask.g``
+  and ``current_app`` work as in a view, so an existing login protects the realtime
+  part too. ``g`` and ``session`` live as long as the socket (a change one listener
+  makes is seen by the next); the teardown hooks run once, when the socket ends.
+  The context is kept as Flask's own ``stream_with_context`` keeps it: pushed once
+  more, so that the app's return (``wsgi_app`` pops once) does not end it.
 """
 from __future__ import annotations
 
@@ -96,3 +100,24 @@ class FlaskSupport(registry.AppSupport):
 
     def current_request_and_session(self) -> Tuple[Optional[Any], Optional[Any]]:
         return current_request_and_session()
+
+    def hold(self) -> Any:
+        from flask.globals import request_ctx
+
+        context = request_ctx._get_current_object()  # type: ignore[attr-defined]
+        context.push()  # wsgi_app pops once on return; the last pop (release) tears it down
+        return context
+
+    def trim(self, held: Any) -> None:
+        request = held.request
+        # werkzeug caches parsed values in the request's __dict__ (cached_property): the
+        # parsed Cookie header alone cost 1.9 MiB per socket with a 60 KB header
+        for name in ("cookies", "headers", "args", "url", "base_url", "host_url", "root_url", "full_path"):
+            request.__dict__.pop(name, None)
+        # An upgrade is never dispatched to a view: the NotFound of a path with no route (with
+        # its traceback, which holds the frames of the upgrade and the pywsgi handler: 15 KiB)
+        # means nothing for a socket.
+        request.routing_exception = None
+
+    def release(self, held: Any) -> None:
+        held.pop()

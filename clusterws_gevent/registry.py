@@ -40,6 +40,19 @@ class AppSupport:
         """The app's request and session of the request being handled, or (None, None)."""
         return None, None
 
+    def hold(self) -> Any:
+        """The request being handled (its context is current) becomes a socket's: keep its
+        context past the app's return, until :meth:`release`. Returns what to release."""
+        return None
+
+    def trim(self, held: Any) -> None:
+        """The socket's ``connection`` listeners ran: drop what the held request parsed and
+        cached for them (cookies...), which would cost memory for the socket's life."""
+
+    def release(self, held: Any) -> None:
+        """The socket ended: end the request's context (teardown hooks run), in the context
+        it was held in."""
+
 
 #: How the app served beside the WebSockets is treated (the face installs Flask's).
 app_support: AppSupport = AppSupport()

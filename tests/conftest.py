@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -73,6 +74,20 @@ def serve_cluster(serve: Callable[..., Server]) -> Callable[..., Server]:
         return server
 
     return start
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """(certfile, keyfile, client context) of a test CA's certificate for localhost and 127.0.0.1."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    cert.private_key_pem.write_to_path(str(folder / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    return str(folder / "cert.pem"), str(folder / "key.pem"), client_context
 
 
 @pytest.fixture(params=["builtin", "gevent-websocket"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 
 from wsclient import WSClient
 
@@ -146,3 +147,28 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"no {field} for {pid}")
+
+
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+
+
+def open_idle(port, count, batch=50, headers=b"", tls=None):
+    """``count`` upgraded connections that then say nothing, opened ``batch`` at a time
+    (with extra ``headers`` lines; over TLS with the client context ``tls``)."""
+    sockets = []
+    for _ in range(0, count, batch):
+        opened = [socket.create_connection(("127.0.0.1", port)) for _ in range(batch)]
+        if tls is not None:
+            opened = [tls.wrap_socket(sock, server_hostname="localhost") for sock in opened]
+        for sock in opened:
+            sock.sendall(UPGRADE + headers + b"\r\n")
+        for sock in opened:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = sock.recv(4096)
+                assert data, "the server closed a connection during its upgrade"
+                head += data
+            assert head.startswith(b"HTTP/1.1 101 ")
+        sockets += opened
+    return sockets

@@ -4,31 +4,34 @@
 written whole and in order, whichever greenlet writes: frames from several
 greenlets never interleave, and a publisher never waits for a slow reader.
 
-On a plain TCP socket, a write first tries one non-blocking ``send`` (the
-common case: the kernel takes it all, one system call). What the kernel does
-not take waits in the outbox, and an event-loop watcher writes it out when
-the socket becomes writable: no greenlet per slow socket. A TLS socket cannot
-be written that way, so its outbox is drained by a greenlet using gevent's
-``sendall``.
+A write first tries one non-blocking ``send`` (the common case: the kernel
+takes it all, one system call). What the kernel does not take waits in the
+outbox, and an event-loop watcher writes it out when the socket becomes
+writable: no greenlet per slow socket. A TLS connection is written the same
+way, through :class:`~clusterws_gevent.net.tls_socket.TLSSocket` (OpenSSL
+encrypts as it writes; a write it could not finish is offered again, whole).
 
 When the waiting bytes would pass ``limit`` (a frame larger than ``limit`` is
 refused even when nothing waits), the outbox calls ``on_overflow`` (the
 connection closes the socket or drops the message) instead of growing: memory
 stays bounded whatever the client does.
+
+``_on_writable`` runs on the event loop (``loop_`` callbacks must never block or
+switch greenlets: see ``net/loop_guard.py``).
 """
 from __future__ import annotations
 
 import _socket
 import socket
 from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Union
+from typing import Any, Callable, Deque, Optional, Union
 
-import gevent
 from gevent import get_hub
 
 from .sockets import shutdown
+from .tls_socket import TLSSocket, from_gevent
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "writable_socket"]
 
 Buffer = Union[bytes, memoryview]
 
@@ -36,38 +39,46 @@ Buffer = Union[bytes, memoryview]
 _MAX_IOV = 256
 
 
+def writable_socket(sock: Any) -> Any:
+    """What an outbox writes to, without blocking: ``sock`` itself when it is a C-level
+    socket or a :class:`TLSSocket`; gevent's non-blocking C-level socket under a gevent
+    socket (``_sock``: checked against ``_socket.socket``, since ``socket.socket`` may be
+    gevent's own class after monkey-patching); a TLSSocket over a gevent ``SSLSocket``
+    (a link that gevent still reads)."""
+    if isinstance(sock, (_socket.socket, TLSSocket)):
+        return sock
+    if getattr(sock, "_sslobj", None) is not None:
+        return from_gevent(sock)
+    raw = getattr(sock, "_sock", None)
+    if not isinstance(raw, _socket.socket):
+        raise TypeError(f"cannot write to {sock!r} without blocking")
+    return raw
+
+
 class Outbox:
     """Writes frames to ``sock`` in order, holding at most ``limit`` bytes back.
 
     Args:
-        sock: the connection's gevent socket (plain or TLS).
+        sock: the connection: a C-level socket, a TLSSocket, or a gevent (SSL) socket.
         limit: bytes that may wait beyond the kernel's buffer.
         on_overflow: called with the number of bytes waiting and the size of the
             refused frame, when a frame would pass ``limit``.
         on_error: called once with the OSError that broke the connection.
     """
 
-    __slots__ = ("_sock", "_raw", "_queue", "_queued", "_limit", "_on_overflow", "_on_error",
-                 "_watcher", "_drainer", "_eof", "closed")
+    __slots__ = ("_raw", "_gather", "_queue", "_queued", "_limit", "_on_overflow", "_on_error",
+                 "_watcher", "_eof", "closed")
 
     def __init__(self, sock: Any, limit: int, on_overflow: Callable[[int, int], None],
                  on_error: Callable[[OSError], None]) -> None:
-        self._sock = sock
-        # gevent keeps the non-blocking C-level socket of a plain TCP socket in _sock
-        # (checked against _socket.socket: socket.socket may be gevent's own class
-        # after monkey-patching). A TLS socket has one too, but writing to it would
-        # bypass TLS: it is written through its own methods (it has an _sslobj).
-        # A parked connection's socket is that C-level socket itself.
-        raw = sock if type(sock) is _socket.socket else getattr(sock, "_sock", None)
-        plain = isinstance(raw, _socket.socket) and not hasattr(sock, "_sslobj")
-        self._raw: Optional[Any] = raw if plain else None
+        raw = self._raw = writable_socket(sock)
+        self._gather = type(raw) is not TLSSocket  # TLS writes one buffer at a time (SSL_write)
         self._queue: Optional[Deque[Buffer]] = None  # made when the kernel first refuses bytes
         self._queued = 0
         self._limit = limit
         self._on_overflow = on_overflow
         self._on_error = on_error
         self._watcher: Any = None
-        self._drainer: Any = None
         self._eof = False
         #: No more writes are accepted: the outbox was discarded or a write failed.
         self.closed = False
@@ -95,25 +106,23 @@ class Outbox:
             queue.append(data)
             self._queued += len(data)
             return True
-        raw = self._raw
-        if raw is not None:
-            try:
-                sent = raw.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._fail(exc)
-                return False
-            if sent == len(data):
-                return True
-            rest: Buffer = memoryview(data)[sent:] if sent else data
-        else:
-            rest = data
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        if sent == len(data):
+            return True
+        rest: Buffer = memoryview(data)[sent:] if sent else data
         if queue is None:
             queue = self._queue = deque()
         queue.append(rest)
         self._queued += len(rest)
-        self._start_draining()
+        if self._watcher is None:
+            self._watcher = get_hub().loop.io(self._raw.fileno(), 2)  # 2: writable
+        self._watcher.start(self.loop_on_writable)
         return True
 
     def write_eof(self) -> None:
@@ -133,30 +142,21 @@ class Outbox:
             self._watcher.stop()
             self._watcher.close()
             self._watcher = None
-        drainer, self._drainer = self._drainer, None
-        if drainer is not None and drainer is not gevent.getcurrent():
-            gevent.kill(drainer)
 
     # -- draining -------------------------------------------------------------------------------
 
-    def _start_draining(self) -> None:
-        if self._raw is not None:
-            if self._watcher is None:
-                self._watcher = get_hub().loop.io(self._raw.fileno(), 2)  # 2: writable
-            self._watcher.start(self._on_writable)
-        elif self._drainer is None:
-            self._drainer = gevent.spawn_raw(self._drain_tls)
-
-    def _on_writable(self) -> None:
+    def loop_on_writable(self) -> None:
         """Event-loop callback: write what the kernel takes now, without blocking."""
         queue = self._queue
         raw = self._raw
-        if queue is None or raw is None:  # discarded meanwhile
+        if queue is None:  # discarded meanwhile
             return
         while queue:
-            buffers: List[Buffer] = [queue[i] for i in range(min(len(queue), _MAX_IOV))]
             try:
-                sent = raw.sendmsg(buffers) if len(buffers) > 1 else raw.send(buffers[0])
+                if self._gather and len(queue) > 1:
+                    sent = raw.sendmsg([queue[i] for i in range(min(len(queue), _MAX_IOV))])
+                else:
+                    sent = raw.send(queue[0])
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -176,25 +176,8 @@ class Outbox:
         if self._eof:
             self._shutdown_write()
 
-    def _drain_tls(self) -> None:
-        queue = self._queue
-        try:
-            while queue and queue is self._queue:  # not discarded meanwhile
-                head = queue[0]
-                self._sock.sendall(head)
-                if queue is self._queue:
-                    queue.popleft()
-                    self._queued -= len(head)
-            if self._eof and not self.closed:
-                self._shutdown_write()
-        except OSError as exc:
-            self._fail(exc)
-        finally:
-            if self._drainer is gevent.getcurrent():
-                self._drainer = None
-
     def _shutdown_write(self) -> None:
-        shutdown(self._sock, socket.SHUT_WR)
+        shutdown(self._raw, socket.SHUT_WR)
 
     def _fail(self, exc: OSError) -> None:
         if self.closed:

@@ -12,10 +12,12 @@ and drop a greenlet per message.
 """
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Any, Callable, List
 
 from gevent import get_hub
 from greenlet import getcurrent, greenlet
+
+from .loop_guard import hand_off
 
 __all__ = ["Runners", "KEEP_IDLE"]
 
@@ -32,25 +34,26 @@ class Runners:
         self._idle: List[greenlet] = []
         self.keep_idle = keep_idle
 
-    def run(self, work: Callable[[], None]) -> None:
-        """Run ``work()`` in a runner greenlet; called from an event-loop callback (the hub).
+    def run(self, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work(*args)`` in a runner greenlet; called from an event-loop callback (the
+        hub), the one switch such a callback makes (``loop_guard.hand_off``).
 
         ``work`` must catch its own exceptions: one escaping ends its runner and is
         reported by the hub.
         """
         runner = self._idle.pop() if self._idle else greenlet(self._serve, parent=get_hub())
-        runner.switch(work)
+        hand_off(runner, work, args)
 
-    def _serve(self, work: Callable[[], None]) -> None:
+    def _serve(self, work: Callable[..., None], args: Any) -> None:
         hub = get_hub()
         idle = self._idle
         while True:
-            work()
-            work = None  # type: ignore[assignment]  # nothing of a finished job is kept alive
+            work(*args)
+            work = args = None  # type: ignore[assignment]  # nothing of a finished job is kept alive
             if len(idle) >= self.keep_idle:
                 return
             idle.append(getcurrent())
-            work = hub.switch()
+            work, args = hub.switch()
 
     def idle(self) -> int:
         """How many runner greenlets wait for work."""

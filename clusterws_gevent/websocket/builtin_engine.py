@@ -1,6 +1,6 @@
-"""The default engine: our data-frame reader and websockets' sans-I/O core, driven
-by the connection's greenlet (``run``) or, for a plain socket, parked between reads
-with no greenlet of its own (``park``: ``net/runners.py``).
+"""The default engine: our data-frame reader and websockets' sans-I/O core, read in
+non-blocking steps (``read_step``), so that every socket of it is parked between
+reads, with no greenlet of its own (``websocket/driver.py``).
 
 Data frames, the hot path, are read by
 :class:`~clusterws_gevent.protocol.reader.ClientFrameReader` (header, size
@@ -23,21 +23,20 @@ from __future__ import annotations
 
 import codecs
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
-from gevent import get_hub
 from websockets.frames import Frame, Opcode
-from websockets.protocol import CLOSED, OPEN
+from websockets.protocol import CLOSED as CORE_CLOSED
+from websockets.protocol import OPEN as CORE_OPEN
 from websockets.server import ServerProtocol
 
 from ..exceptions import InvalidData, ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
-from ..net.runners import Runners
 from ..options import WebSocketOptions
 from ..protocol.closing import as_protocol_error, close_for
 from ..protocol.reader import BINARY, CONT, CORE, ERROR, TEXT, ClientFrameReader
-from .connection import Connection, ConnectionSink
+from .connection import ABORTED, CLOSING, DONE, MORE, OPEN, WAIT, Connection, ConnectionSink
 
 __all__ = ["BuiltinConnection"]
 
@@ -66,24 +65,12 @@ class _QuietLog:
         self._log.error("websockets core: " + msg, *args)
 
 
-class _Parked:
-    """What a parked connection needs between reads."""
-
-    __slots__ = ("sink", "runners", "on_finished", "watcher")
-
-    def __init__(self, sink: ConnectionSink, runners: Runners, on_finished: Callable[[], None], watcher: Any) -> None:
-        self.sink = sink
-        self.runners = runners
-        self.on_finished = on_finished
-        self.watcher = watcher
-
-
 class BuiltinConnection(Connection):
     """A connection of the ``builtin`` engine."""
 
     parks = True
 
-    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary", "_reported", "_parked")
+    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary")
 
     def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"") -> None:
         super().__init__(id, sock, options, log, initial)
@@ -94,94 +81,42 @@ class BuiltinConnection(Connection):
         self._parts: Optional[bytearray] = None  # the message being assembled
         self._decoder: Any = None
         self._binary = False
-        self._reported = False  # the core's failure was reported
-        self._parked: Any = None  # a _Parked while served without a greenlet of its own
 
     def _core(self) -> ServerProtocol:
         """The websockets core, made on first use."""
         if self._proto is None:
-            self._proto = ServerProtocol(state=OPEN, max_size=None, logger=_QuietLog(self.log))  # type: ignore[arg-type]
+            # max_size bounds what the core buffers once it reads every byte (after a close)
+            self._proto = ServerProtocol(state=CORE_OPEN, max_size=self.options.max_message_size,
+                                         logger=_QuietLog(self.log))  # type: ignore[arg-type]
         return self._proto
-
-    def _engine_state(self) -> int:
-        return int(self._proto.state) if self._proto is not None else int(OPEN)
 
     def _send_close_frame(self, code: int, reason: str) -> None:
         proto = self._core()
-        if proto.state is OPEN:  # else a close is already under way
+        if proto.state is CORE_OPEN:  # else a close is already under way
             proto.send_close(code, reason)
         self._flush_core()
 
-    def run(self, sink: ConnectionSink) -> None:
-        recv = self.sock.recv
-        budget = ReadBudget()
+    def read_step(self, sink: ConnectionSink, budget: ReadBudget) -> int:
+        """Read what the kernel has (the request's leftover bytes first), handle its frames."""
         data = self._initial
-        self._initial = b""
-        try:
-            if not data:  # nothing came with the request: wait for the first bytes
-                data = recv(self.recv_size)
-            while data:
-                if not self._handle(data, sink, budget):
-                    break
-                data = recv(self.recv_size)
-            else:
-                self._end_of_stream()
-        except OSError as exc:
-            self._lost(exc)
-        finally:
-            self._finish(sink)
-
-    # -- parked: no greenlet of its own between reads (net/runners.py) ------------------------------
-
-    def park(self, sink: ConnectionSink, runners: Runners, on_finished: Callable[[], None]) -> None:
-        """Serve the connection without a greenlet of its own; returns at once.
-
-        ``sock`` must be a plain non-blocking ``_socket.socket`` (not TLS: a TLS socket may
-        hold decrypted bytes its file descriptor does not show). It is closed, and
-        ``on_finished`` called, once the connection has finished.
-        """
-        self._parked = _Parked(sink, runners, on_finished, get_hub().loop.io(self.sock.fileno(), 1))
-        data, self._initial = self._initial, b""
         if data:
-            self._serve_parked(data)
+            self._initial = b""
         else:
-            self._parked.watcher.start(self._on_readable)
-
-    def _on_readable(self) -> None:
-        """Event-loop callback: bytes (or the end) arrived; a runner greenlet reads them."""
-        parked = self._parked
-        parked.watcher.stop()
-        parked.runners.run(self._serve_parked)
-
-    def _serve_parked(self, data: bytes = b"") -> None:
-        """Handle ``data`` and whatever the socket holds, then park again (or finish)."""
-        parked = self._parked
-        budget = ReadBudget()
-        try:
-            while True:
-                if not data:
-                    data = self.sock.recv(self.recv_size)
-                    if not data:
-                        self._end_of_stream()
-                        break
-                if not self._handle(data, parked.sink, budget):
-                    break
-                if len(data) < self.recv_size:  # the kernel had no more: wait for the next bytes
-                    parked.watcher.start(self._on_readable)
-                    return
-                data = b""
-        except BlockingIOError:
-            parked.watcher.start(self._on_readable)
-            return
-        except OSError as exc:
-            self._lost(exc)
-        except BaseException:  # a listener raised past Exception (gevent.Timeout...): this socket ends
-            self.log.exception("socket %s: handling a message failed", self.id)
-            self.abort("handling a message failed")
-        self._finish(parked.sink)
-        parked.watcher.close()
-        self.sock.close()
-        parked.on_finished()
+            try:
+                data = self.sock.recv(self.recv_size)
+            except BlockingIOError:
+                return WAIT
+            except OSError as exc:
+                self.lost(exc)
+                return DONE
+            if not data:
+                self._end_of_stream()
+                return DONE
+            if not self._handle(data, sink, budget):
+                return DONE
+            # A short read: the kernel had no more (a TLSSocket reads until OpenSSL has none either).
+            return WAIT if len(data) < self.recv_size else MORE
+        return MORE if self._handle(data, sink, budget) else DONE
 
     # -- the read loop's parts --------------------------------------------------------------------
 
@@ -196,13 +131,13 @@ class BuiltinConnection(Connection):
                     except UnicodeDecodeError as exc:
                         self._fail(InvalidData(f"invalid UTF-8 in a text message at byte {exc.start}"), sink)
                         break
-                    if self.open:
+                    if self.state is OPEN:
                         sink._on_text(text)
                 elif not self._begin(False, payload, sink):
                     break
             elif kind == BINARY:
                 if done:
-                    if self.open:
+                    if self.state is OPEN:
                         sink._on_binary(payload)
                 elif not self._begin(True, payload, sink):
                     break
@@ -214,31 +149,26 @@ class BuiltinConnection(Connection):
             elif kind == ERROR:
                 self._fail(payload, sink)
                 break
-            if self._aborted:
+            if self.state is ABORTED:
                 break
             if done or kind == CORE:  # a message (or control frame) handled; a chunk costs its bytes
                 budget.left -= MESSAGE_COST  # ReadBudget.spend, inline: with the header below, 0.3 us
                 if budget.left <= 0:  # less user CPU per echo round trip (3 runs, /proc/PID/stat)
                     budget.spend(0)
-        return not self._aborted and (self._proto is None or self._proto.state is not CLOSED)
+        return self.state is not ABORTED and (self._proto is None or self._proto.state is not CORE_CLOSED)
 
     def _end_of_stream(self) -> None:
         if self._proto is not None:  # without a core, no close handshake began
             self._proto.receive_eof()
             self._flush_core()
 
-    def _lost(self, exc: OSError) -> None:
-        self._abort_reason = self._abort_reason or f"connection lost: {exc.strerror or exc}"
-
-    def _finish(self, sink: ConnectionSink) -> None:
+    def close_frames(self) -> Tuple[Optional[Tuple[int, str]], Optional[Tuple[int, str]], bool]:
         proto = self._proto
-        close_rcvd = proto.close_rcvd if proto is not None else None
-        close_sent = proto.close_sent if proto is not None else None
-        code, reason = self.final_close(
-            (close_rcvd.code, close_rcvd.reason) if close_rcvd is not None else None,
-            (close_sent.code, close_sent.reason) if close_sent is not None else None,
-            bool(proto is not None and proto.close_rcvd_then_sent))
-        self.finish(sink, code, reason)
+        if proto is None:
+            return None, None, False
+        received, sent = proto.close_rcvd, proto.close_sent
+        return ((received.code, received.reason) if received is not None else None,
+                (sent.code, sent.reason) if sent is not None else None, bool(proto.close_rcvd_then_sent))
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -263,7 +193,7 @@ class BuiltinConnection(Connection):
                 return False
         if done:
             self._parts = self._decoder = None
-            if self.open:
+            if self.state is OPEN:
                 if self._binary:
                     sink._on_binary(bytes(parts))
                 else:
@@ -283,12 +213,13 @@ class BuiltinConnection(Connection):
             elif frame.opcode is _CLOSE:
                 # RFC 6455 §5.4: a close may come between fragments; the partial message is dropped.
                 self._parts = self._decoder = None
-                self._reader.passthrough = True
-                self.open = False
+        was_open = self.state is OPEN
         self._flush_core()
-        if proto.parser_exc is not None and not self._reported:
+        if proto.parser_exc is not None and was_open:  # the core failed the connection itself
             self._reader.passthrough = True
-            self._report_core_error(proto.parser_exc, sink)
+            error = as_protocol_error(proto.parser_exc, "a close reason")
+            if error is not None:
+                sink._on_protocol_error(error)
 
     def _flush_core(self) -> None:
         """Write what the core produced (pongs, close frames, end of stream)."""
@@ -300,23 +231,17 @@ class BuiltinConnection(Connection):
                 self.outbox.write(data)
             else:
                 self.outbox.write_eof()
-        if proto.state is not OPEN:
-            self.open = False
+        if proto.state is not CORE_OPEN:  # a close frame went out or came in: the close handshake
+            self._reader.passthrough = True  # from now on every byte is the core's
+            if self.state is OPEN:
+                self.state = CLOSING
             if proto.close_expected():
                 self.arm_close_timer()
 
     def _fail(self, error: ProtocolError, sink: ConnectionSink) -> None:
         """Close with the error's code (RFC 6455 §7.1.7) and report it."""
-        self._reported = True
         self._reader.passthrough = True
         self._parts = self._decoder = None
         self._core().fail(*close_for(error))
         self._flush_core()
         sink._on_protocol_error(error)
-
-    def _report_core_error(self, exc: Exception, sink: ConnectionSink) -> None:
-        """The core failed the connection itself: say why to the application."""
-        self._reported = True
-        error = as_protocol_error(exc, "a close reason")
-        if error is not None:
-            sink._on_protocol_error(error)

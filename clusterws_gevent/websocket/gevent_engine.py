@@ -22,14 +22,13 @@ from geventwebsocket.exceptions import ProtocolError as GwsProtocolError
 from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
-from ..enums import ReadyState
 from ..exceptions import InvalidData, MessageTooBig, ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
 from ..protocol.closing import as_protocol_error, close_for
 from ..protocol.frames import OP_CLOSE, OP_PONG, encode_close, encode_frame, is_valid_close_code
-from .connection import Connection, ConnectionSink
+from .connection import ABORTED, CLOSING, DONE, MORE, OPEN, Connection, ConnectionSink
 
 __all__ = ["GeventWebSocketConnection"]
 
@@ -58,7 +57,8 @@ class _Reader(WebSocket):  # type: ignore[misc]
         self.max_size = max_size
         self.message_size = 0
         self.close_rcvd: Optional[Tuple[int, str]] = None
-        self.budget = ReadBudget()
+        self.failed = False  # the stream broke a rule: nothing more is read as frames
+        self.budget = ReadBudget()  # the driver's, set at each step
 
     def read_frame(self) -> Tuple[Any, bytes]:
         # read_message loops over frames (fragments, pings) itself: the turn is taken per frame
@@ -108,13 +108,15 @@ class _Reader(WebSocket):  # type: ignore[misc]
 
 
 class GeventWebSocketConnection(Connection):
-    """A connection read by gevent-websocket (the ``gevent-websocket`` engine).
+    """A connection read by gevent-websocket (the ``gevent-websocket`` engine): its read
+    steps block (one message each), so its sockets are served by a greenlet each
+    (``ServeMode.GREENLET``).
 
     Args:
         rfile: the request's buffered reader, which may hold the first frames.
     """
 
-    __slots__ = ("_reader", "_rfile", "_state", "_close_sent")
+    __slots__ = ("_reader", "_rfile", "_close_sent")
 
     needs_rfile = True
 
@@ -123,78 +125,74 @@ class GeventWebSocketConnection(Connection):
         super().__init__(id, sock, options, log, initial)
         self._rfile = rfile if rfile is not None else sock.makefile("rb")
         self._reader = _Reader(self, self._rfile.read, options.max_message_size)
-        self._state = ReadyState.OPEN
         self._close_sent: Optional[Tuple[int, str]] = None
-
-    def _engine_state(self) -> int:
-        return int(self._state)
 
     def _send_close_frame(self, code: int, reason: str) -> None:
         if self._close_sent is None:
             self._close_sent = (code, reason)
             self.outbox.write(encode_close(code, reason))
-            self._state = ReadyState.CLOSING
 
-    def run(self, sink: ConnectionSink) -> None:
+    def close_frames(self) -> Tuple[Optional[Tuple[int, str]], Optional[Tuple[int, str]], bool]:
+        received = self._reader.close_rcvd
+        return received, self._close_sent, received is not None and self._local_close is None
+
+    def read_step(self, sink: ConnectionSink, budget: ReadBudget) -> int:
+        """Read one message (blocking) and hand it over; once closing, read until the end."""
+        if self.state is ABORTED:
+            return DONE
         reader = self._reader
         reader.sink = sink
+        reader.budget = budget
         try:
-            while not self._aborted:
-                try:
-                    message = reader.read_message()
-                except _CloseReceived:
-                    self._on_close_frame()
-                    break
-                except (ProtocolError, UnicodeError, GwsProtocolError) as exc:
-                    error = as_protocol_error(exc)
-                    assert error is not None  # none of these is the end of the stream
-                    self._fail(error, sink)
-                    break
-                if message is None:
-                    continue
-                if self.open:
-                    if isinstance(message, str):
-                        sink._on_text(message)
-                    else:
-                        sink._on_binary(bytes(message))
-            self._discard_until_eof()
+            if reader.close_rcvd is not None or reader.failed:
+                return self._discard(budget)
+            try:
+                message = reader.read_message()
+            except _CloseReceived:
+                self._on_close_frame()
+                return MORE
+            except (ProtocolError, UnicodeError, GwsProtocolError) as exc:
+                error = as_protocol_error(exc)
+                assert error is not None  # none of these is the end of the stream
+                self._fail(error, sink)
+                return MORE
         except OSError as exc:  # WebSocketError (end of stream) is an OSError too
-            self._abort_reason = self._abort_reason or f"connection lost: {exc.strerror or exc}"
-        finally:
-            received = reader.close_rcvd
-            sent = self._close_sent
-            first = received is not None and (self._local_close is None)
-            code, reason = self.final_close(received, sent, first)
-            self._state = ReadyState.CLOSED
-            self.finish(sink, code, reason)
+            self.lost(exc)
+            return DONE
+        if message is not None and self.state is OPEN:
+            if isinstance(message, str):
+                sink._on_text(message)
+            else:
+                sink._on_binary(bytes(message))
+        return MORE
 
     def _on_close_frame(self) -> None:
         received = self._reader.close_rcvd
-        self.open = False
+        if self.state is OPEN:
+            self.state = CLOSING
         if self._close_sent is None and received is not None:
             code, reason = received
             # Echo the client's code (an empty close is echoed empty, RFC 6455 §5.5.1).
             self._close_sent = received
             self.outbox.write(encode_close(code, reason) if code != 1005 else encode_frame(OP_CLOSE, b""))
-        self._state = ReadyState.CLOSING
         self.outbox.write_eof()
         self.arm_close_timer()
 
     def _fail(self, error: ProtocolError, sink: ConnectionSink) -> None:
-        self.open = False
+        self._reader.failed = True
+        if self.state is OPEN:
+            self.state = CLOSING
         if self._close_sent is None:
             self._close_sent = close_for(error)
             self.outbox.write(encode_close(*self._close_sent))
-        self._state = ReadyState.CLOSING
         self.outbox.write_eof()
         self.arm_close_timer()
         sink._on_protocol_error(error)
 
-    def _discard_until_eof(self) -> None:
-        """After the close: read until the client closes TCP (bounded by the close timer)."""
-        spend = self._reader.budget.spend
-        while not self._aborted:
-            data = self._rfile.read1(65536)
-            if not data:
-                return
-            spend(len(data))
+    def _discard(self, budget: ReadBudget) -> int:
+        """After the close: read and drop until the client closes TCP (bounded by the close timer)."""
+        data = self._rfile.read1(65536)
+        if not data:
+            return DONE
+        budget.spend(len(data))
+        return MORE

@@ -1,27 +1,53 @@
-"""Every use of gevent.pywsgi's private parts, in one place.
+"""Every use of gevent's private parts, in one place.
 
 pywsgi has no public hook for what the WebSocket handler needs: refusing a
 request before its body with our own status (a slow client, headers too large),
 recording a response the handler wrote itself (a 101, a refusal) for the access
-log, and freeing the request's objects for a socket's lifetime. These are the
-four private names it touches; ``tests/unit/test_pywsgi_adapter.py`` checks
-them on the installed gevent, and tox runs it on the oldest gevent we support
+log, freeing the request's objects for a socket's lifetime, and giving the
+connection's socket up to a parked WebSocket (gevent's sockets keep their
+non-blocking C-level socket in ``_sock``, and OpenSSL's connection in ``_sslobj``,
+as the standard library's do). These are the private names it touches
+(:data:`PRIVATE_NAMES`); ``tests/unit/test_pywsgi_adapter.py`` checks them on the
+installed gevent, and tox runs it on the oldest gevent we support
 (``gevent-oldest``) as well as the newest, below the upper pin of ``setup.cfg``.
 """
 from __future__ import annotations
 
+import _socket
 from typing import Any, Optional, Tuple
 
 from gevent import pywsgi
 
-__all__ = ["HandlerAdapter", "PRIVATE_NAMES"]
+from ..net.tls_socket import from_gevent
 
-#: The private pywsgi names used below (checked by the tests on each gevent).
+__all__ = ["HandlerAdapter", "PRIVATE_NAMES", "SOCKET_PRIVATE_NAMES"]
+
+#: The private names of pywsgi's handler used below (checked by the tests on each gevent)...
 PRIVATE_NAMES = ("_handle_client_error", "_orig_status")
+#: ... and of gevent's sockets (``_sock``: the C-level socket; ``_sslobj``: OpenSSL's connection).
+SOCKET_PRIVATE_NAMES = ("_sock", "_sslobj")
+
+
+class _GivenUp:
+    """What the handler holds once its socket went to a WebSocket: pywsgi's clean-up
+    (``handle``: read what is left, close) finds nothing to touch."""
+
+    _sock = None
+
+    def close(self) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        raise OSError("the connection was given up to a WebSocket")
+
+    def settimeout(self, timeout: Optional[float]) -> None:
+        pass
 
 
 class HandlerAdapter(pywsgi.WSGIHandler):  # type: ignore[misc]
     """pywsgi's handler with named hooks instead of its private ones."""
+
+    socket: Any
 
     def refuse_client_error(self, error: Exception) -> Optional[Tuple[str, bytes]]:
         """A request failed before the app (a timeout, bad headers): ``(status, response)``
@@ -38,6 +64,21 @@ class HandlerAdapter(pywsgi.WSGIHandler):  # type: ignore[misc]
         self._orig_status = f"{code} {phrase}"  # what pywsgi's log line prints
         self.status = self._orig_status.encode("latin-1")
         self.response_length = length
+
+    def take_socket(self) -> Any:
+        """Give the connection up to a WebSocket served parked: its non-blocking C-level
+        socket, or a :class:`~clusterws_gevent.net.tls_socket.TLSSocket` over it and
+        OpenSSL's connection (after the TLS handshake gevent made). The handler closes
+        nothing afterwards: the WebSocket's connection owns the file descriptor (a plain
+        socket's is moved to a C-level socket of its own, since the server closes the
+        gevent socket it accepted; a TLS socket's was already, by gevent's ``SSLSocket``)."""
+        sock = self.socket
+        self.socket = _GivenUp()
+        if getattr(sock, "_sslobj", None) is not None:
+            return from_gevent(sock)
+        raw = _socket.socket(sock.family, sock.type, sock.proto, sock.detach())
+        raw.setblocking(False)
+        return raw
 
     def release(self, name: str) -> Any:
         """Drop the attribute ``name`` of this handler (the request's headers, its environ)

@@ -23,6 +23,7 @@ from ..pubsub.channels import channel_name_error
 from ..pubsub.connector import Connector
 from ..pubsub.hub import PubSubHub
 from ..typing import Data, Listener
+from .driver import Lot, start
 from .socket import Socket
 from .stats import ServerStats
 
@@ -38,7 +39,7 @@ _PING_FRAME = encode_frame(OP_BINARY, PING)
 KEPT_ENVIRON_KEYS = frozenset((
     "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
     "REMOTE_ADDR", "REMOTE_PORT", "HTTP_HOST", "HTTP_ORIGIN", "HTTP_USER_AGENT", "wsgi.url_scheme", "wsgi.version",
-    "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "werkzeug.request",
+    "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.errors", "werkzeug.request",
 ))
 
 
@@ -276,9 +277,9 @@ class WebSocketServer:
         reason = decision.args[1] if len(decision.args) > 1 and isinstance(decision.args[1], str) else ""
         return (False, code, reason)
 
-    def serve(self, socket: Socket, environ: Mapping[str, Any], run: Callable[[], None]) -> None:
-        """Serve an accepted socket: config message, ``connection`` listeners, then
-        ``run``: the engine's read loop in this greenlet, or the socket parked."""
+    def serve(self, socket: Socket, environ: Mapping[str, Any], lot: Lot) -> None:
+        """Serve an accepted socket: config message, ``connection`` listeners, then the
+        driver (``websocket/driver.py``): parked, this returns once the socket waits for bytes."""
         self._sockets.add(socket)
         if self.options.send_configuration_message:
             socket.send_frame(self._config_frame)
@@ -286,7 +287,7 @@ class WebSocketServer:
             call_user_code(self.log, listener, (socket, environ), "socket %s: connection listener failed", socket.id)
         trim_environ(environ)
         del environ  # held by this frame for the socket's lifetime otherwise
-        run()
+        start(socket.connection, socket, lot)
 
     def forget(self, socket: Socket) -> None:
         """A socket closed: drop it and its subscriptions (telling onUnsubscribe)."""

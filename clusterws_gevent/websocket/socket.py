@@ -15,10 +15,9 @@ from ..enums import ReadyState
 from ..exceptions import ClusterWSError, IncorrectMessage, ProtocolError
 from ..listeners import add_listener, call_user_code
 from ..log import Log
-from ..net.runners import Runners
 from ..protocol.messages import PONG, decode_message, encode_emit
 from ..typing import Data, Listener
-from .connection import SLOW_CONSUMER, Connection, ConnectionSink
+from .connection import OPEN, SLOW_CONSUMER, Connection, ConnectionSink
 from .stats import ServerStats
 
 __all__ = ["Socket", "RESERVED_EVENTS"]
@@ -236,18 +235,14 @@ class Socket(ConnectionSink):
         channels, self._channels = self._channels, None
         return list(channels or ())
 
-    def run(self) -> None:
-        """Serve the connection until it closes (the engine's read loop, in this greenlet)."""
-        self._conn.run(self)
-
-    def park(self, runners: Runners, on_finished: Callable[[], None]) -> None:
-        """Serve the connection without a greenlet of its own (returns at once): a runner
-        greenlet handles its messages when they come (``net/runners.py``)."""
-        self._conn.park(self, runners, on_finished)
+    @property
+    def connection(self) -> Connection:
+        """The WebSocket connection under this socket (the engine's)."""
+        return self._conn
 
     def is_open(self) -> bool:
         """Whether messages can still be sent."""
-        return self._conn.open
+        return self._conn.state is OPEN
 
     # -- ConnectionSink ---------------------------------------------------------------------------
 

@@ -1,12 +1,16 @@
 """One port for Flask and the WebSockets: gevent's pywsgi with our upgrade handler.
 
-A request asking for ``Upgrade: websocket`` is answered here (the handshake,
-verifyConnection, then the socket's read loop in the handler's greenlet);
-any other request goes to the WSGI app. Flask never sees an upgrade request.
+A request asking for ``Upgrade: websocket`` is answered here: the path, the
+upgrade and the origin are checked; with a Flask app, the request then goes
+through ``app.wsgi_app`` (its middleware) and the app's ``before_request`` hooks,
+in a ``contextvars.Context`` of the socket's own; verifyConnection runs, the 101
+goes out, the ``connection`` listeners run, and the socket is served by the one
+driver (``websocket/driver.py``): parked, the handler's greenlet then ends. Any
+other request goes to the WSGI app; Flask never sees an upgrade request as a view.
 """
 from __future__ import annotations
 
-import _socket
+import contextvars
 import http.client
 import itertools
 import os
@@ -25,6 +29,7 @@ from ..log import Log
 from ..options import WebSocketOptions
 from ..protocol.handshake import check_origin, check_upgrade, http_response, is_upgrade_request, switching_protocols
 from .client_assets import ClientAssets
+from .driver import Lot, Scope, ServeMode, serve_mode
 from .engines import load_engine
 from .info import ConnectionInfo
 from .pywsgi_adapter import HandlerAdapter
@@ -87,8 +92,9 @@ class ClusterWSHandler(HandlerAdapter):
     _upgraded = False  # the request became a WebSocket (nothing more is written as HTTP)
     _deadline: Any = None
     _in_request = False  # counted in the server's requests in progress (a stop waits for it)
-    #: The WebSocket was handed over to be served parked: the connection, not this handler, ends it.
-    parked = False
+    #: The request became a WebSocket: its connection, not this handler, reports when it ends.
+    websocket = False
+    _accepted: Any = None  # (socket, environ, held) once the app's hook accepted the upgrade
 
     def handle_one_request(self) -> Any:
         # A client gets handshake_timeout seconds to send its request line and
@@ -198,54 +204,57 @@ class ClusterWSHandler(HandlerAdapter):
             server.clusterws_log.warning("refused a WebSocket upgrade from %s: %d, %s", self._peer(), exc.status, exc)
             self._respond(exc.status, str(exc), exc.headers)
             return
-        if server.flask:
+        if server.through_app:
             self._serve_through_app(key)
             return
         refusal = self._verify(environ, None, None)
         if refusal is not None:
             self._respond(*refusal)
             return
-        socket = self._accept(key, park=server.parks)
+        socket = self._accept(key)
         # Nothing below needs the environ once the connection listeners have it:
         # free it for the socket's lifetime (memory per idle connection).
         self.environ = {}
-        # Parked, this greenlet (and the handler, the request's objects) ends once the listeners ran.
-        run = (lambda: socket.park(server.wss.runners, server.connection_closed)) if self.parked else socket.run
-        server.wss.serve(socket, self.release("_connection_environ"), run)
+        server.wss.serve(socket, self.release("_connection_environ"), server.lot)
 
     def _serve_through_app(self, key: str) -> None:
         """A Flask app: the upgrade request goes through ``app.wsgi_app`` and its middleware
-        (ProxyFix...), the request context is pushed and the ``before_request`` hooks run, as
-        for a view; then the socket is served inside that request context, for its whole life
-        (``registry.app_support``, Flask's from the face, hooks it after the app's own hooks)."""
+        (ProxyFix...), its request context is pushed and the ``before_request`` hooks run, as
+        for a view; the last hook (``registry.app_support``, Flask's from the face) calls
+        :meth:`_upgrade_in_request`. All of it runs in a ``contextvars.Context`` of its own,
+        which keeps the request context once the app returned: the socket's messages are
+        handled in it (``driver.Scope``), with no greenlet holding it."""
         self.environ[registry.app_support.upgrade_environ_key] = lambda: self._upgrade_in_request(key)
-        self._upgraded = False
         self.close_connection = True
-        result = self.application(self.environ, self.start_response)
+        context = contextvars.Context()
+        result = context.run(self.application, self.environ, self.start_response)
         try:
-            if not self._upgraded:  # refused (verifyConnection, a before_request hook): an HTTP response
+            if self._accepted is None:  # refused (verifyConnection, a before_request hook): an HTTP response
                 self.result = result
                 self.process_result()
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+        if self._accepted is not None:
+            socket, environ, held = self._accepted
+            self._accepted = None
+            socket.connection.scope = Scope(context, held)
+            context.run(self.server.wss.serve, socket, environ, self.server.lot)
 
     def _upgrade_in_request(self, key: str) -> Tuple[str, int]:
-        """Called by the app's hook, in the request context: verify, answer 101, serve the socket.
-
-        Returns what the app answers instead when the upgrade is refused (written as HTTP),
-        or after the socket closed (then nothing more is written)."""
+        """Called by the app's hook, in the request context: verify and answer 101; the socket
+        is served once the app returned. Returns what the app answers (its response is not
+        written once the upgrade was accepted)."""
         request, session = registry.app_support.current_request_and_session()
         environ = request.environ if request is not None else self.environ
         refusal = self._verify(environ, request, session)
         if refusal is not None:
             code, reason = refusal
             return reason, code
-        socket = self._accept(key, park=False)  # served inside the request context, in this greenlet
-        self._upgraded = True
+        socket = self._accept(key)
         self.release("_connection_environ")
-        self.server.wss.serve(socket, environ, socket.run)
+        self._accepted = (socket, environ, registry.app_support.hold())
         return "", 204
 
     def _verify(self, environ: Dict[str, Any], request: Any, session: Any) -> Optional[Tuple[int, str]]:
@@ -259,10 +268,10 @@ class ClusterWSHandler(HandlerAdapter):
                                        code)
         return code, reason or "connection refused"
 
-    def _accept(self, key: str, park: bool) -> Socket:
+    def _accept(self, key: str) -> Socket:
         """Answer 101 and build the socket (returns before serving, so that what the
-        handshake needed is freed); with ``park``, on the socket's file descriptor
-        taken from pywsgi (``parked``)."""
+        handshake needed is freed). A parked engine gets the connection's own socket (the
+        handler gives it up: ``take_socket``), an engine read by a greenlet the handler's."""
         server = self.server
         response = switching_protocols(key)
         try:
@@ -275,31 +284,22 @@ class ClusterWSHandler(HandlerAdapter):
         socket_id = new_socket_id()
         engine = server.engine
         log = server.clusterws_log
-        if getattr(engine, "needs_rfile", False):
+        self.websocket = True
+        if server.lot.mode is ServeMode.GREENLET:
             connection = engine(socket_id, self.socket, server.ws_options, log, rfile=self.rfile)
         else:
             initial = self._take_buffered()
-            sock = self._detach() if park else self.socket
-            connection = engine(socket_id, sock, server.ws_options, log, initial)
+            connection = engine(socket_id, self.take_socket(), server.ws_options, log, initial)
         log.debug("socket %s: connected from %s", socket_id, self.client_address[0])
         self._request_done()  # a WebSocket now: stopping closes it with 1001 instead of waiting
         self._connection_environ = self.environ
         self.release("headers")  # not needed after the handshake
         return Socket(socket_id, connection, server.wss)
 
-    def _detach(self) -> Any:
-        """The connection's file descriptor in a non-blocking C-level socket of its own;
-        pywsgi's socket gives it up (``detach``: its close is then a no-op), and the
-        connection, served parked, closes it when it finishes."""
-        gsock = self.socket
-        raw = _socket.socket(gsock.family, gsock.type, gsock.proto, gsock.detach())
-        raw.setblocking(False)
-        self.parked = True
-        return raw
-
     def _take_buffered(self) -> bytes:
         """The bytes that came after the request headers (the first frames), then free
-        the request's 8 KiB read buffer: the engine reads the socket directly."""
+        the request's 8 KiB read buffer: the engine reads the socket directly (what
+        OpenSSL holds beyond it, the driver's first read takes)."""
         sock = self.socket
         try:
             sock.settimeout(0.0)
@@ -360,7 +360,11 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self.client_assets = ClientAssets(ws_options.client_path) if ws_options.client_path else None
         #: Operations endpoints by path (``/healthz``, ``/metrics``): each gives (status, content type, body).
         self.operations: Dict[str, Callable[[], Tuple[int, str, bytes]]] = {}
-        self.flask = registry.app_support.is_app(application)
+        #: Upgrade requests go through the app first (Flask: its middleware and before_request hooks).
+        self.through_app = registry.app_support.is_app(application)
+        #: What every WebSocket of this server shares: how it is served (chosen here, once,
+        #: from the engine), the runners, and the callback of a finished one.
+        self.lot = Lot(serve_mode(self.engine), wss.runners, self.connection_closed)
         self.access_log = access_log
         self.log: Any = _AccessLog(log) if access_log else self.log
         #: Our logger (``log`` is pywsgi's access log).
@@ -424,17 +428,10 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
                 self.request_finished()
             else:
                 handler._request_done()
-            if self._ssl_context is not None and sock is not None:
-                sock.close()
-            if handler is None or not handler.parked:
-                self.connection_closed()
-
-    @property
-    def parks(self) -> bool:
-        """WebSockets are served parked (no greenlet per idle socket): the engine can,
-        the socket is plain TCP or Unix (not TLS), and no Flask request context must
-        last the socket's life."""
-        return bool(getattr(self.engine, "parks", False)) and self._ssl_context is None and not self.flask
+            if handler is None or not handler.websocket:
+                if self._ssl_context is not None and sock is not None:
+                    sock.close()
+                self.connection_closed()  # a WebSocket's connection says so when it ends (Lot.on_finished)
 
     def _wrap_tls(self, sock: Any, address: Any) -> Any:
         """The TLS socket after its handshake, or None (closed, logged at debug level).

@@ -1,11 +1,9 @@
 """Stopping, TLS and logging (issue 2, item 2)."""
 import http.client
 import signal
-import ssl
 import time
 
 import pytest
-import trustme
 
 from wsclient import WSClient
 
@@ -37,18 +35,6 @@ def test_stop_does_not_wait_forever_for_clients_that_never_answer(serve):
         assert mute.recv_close()[0] == 1001  # and never answers
         assert server.wait(15) == 0
         assert time.monotonic() - started < 10
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    cert.private_key_pem.write_to_path(str(folder / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return str(folder / "cert.pem"), str(folder / "key.pem"), client_context
 
 
 def test_tls_serves_https_and_wss_on_one_port(serve, certificate):

@@ -1,33 +1,11 @@
 """Parked sockets (issue 11): an idle socket of the default engine holds no greenlet, and
 what that changes for a listener keeps its promises (order, blocking, the end of a socket)."""
-import socket
 import time
 
-from helpers import rss_kib
+from helpers import open_idle, rss_kib
 
 from clusterws_gevent.testing import wait_until
 from wsclient import WSClient
-
-UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-
-
-def open_idle(port, count, batch=50):
-    """``count`` upgraded connections that then say nothing, opened ``batch`` at a time."""
-    sockets = []
-    for _ in range(0, count, batch):
-        opened = [socket.create_connection(("127.0.0.1", port)) for _ in range(batch)]
-        for sock in opened:
-            sock.sendall(UPGRADE)
-        for sock in opened:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = sock.recv(4096)
-                assert data, "the server closed a connection during its upgrade"
-                head += data
-            assert head.startswith(b"HTTP/1.1 101 ")
-        sockets += opened
-    return sockets
 
 
 def greenlets(probe):

@@ -1,22 +1,26 @@
 """The connection core in-process, over ``socketpair()``: the Outbox, both engines under a
-Socket, parked and in a greenlet, and the hub's flush, each in milliseconds (websockets'
+Socket through the one driver (parked, parked over TLS, in a greenlet), and the hub's flush, each in milliseconds (websockets'
 sync tests are the model). The integration tests run the same behaviour through real
 server processes; these find a regression in the core without one."""
 import _socket
 import json
 import logging
+import ssl
 import struct
 
 import gevent
 import pytest
 from gevent import socket
+from gevent.ssl import SSLSocket
 
 from clusterws_gevent.log import Log
 from clusterws_gevent.net.outbox import Outbox
+from clusterws_gevent.net.tls_socket import from_gevent
 from clusterws_gevent.options import WebSocketOptions
 from clusterws_gevent.pubsub.hub import PubSubHub
 from clusterws_gevent.testing import wait_until
 from clusterws_gevent.websocket.builtin_engine import BuiltinConnection
+from clusterws_gevent.websocket.driver import Lot, ServeMode, start
 from clusterws_gevent.websocket.gevent_engine import GeventWebSocketConnection
 from clusterws_gevent.websocket.server import WebSocketServer
 from clusterws_gevent.websocket.socket import Socket
@@ -95,50 +99,75 @@ def test_the_outbox_refuses_a_frame_that_would_pass_its_limit_and_keeps_what_it_
 # -- a Socket over each engine ----------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def tls_contexts():
+    """(server context, client context) of a test CA."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_context)
+    return server_context, client_context
+
+
 @pytest.fixture
-def served(pair):
-    """``served(engine, park)``: a Socket over one end of a socketpair, served by ``engine``
-    (parked or in a greenlet), echoing ``echo`` events and recording its close; with the
-    client's end. After the test the client goes away and the connection finishes."""
+def served(pair, tls_contexts):
+    """``served(engine)``: a Socket over one end of a socketpair, served by the one driver
+    (``builtin``: parked; ``builtin-tls``: parked, TLS over the pair; ``gevent-websocket``:
+    a greenlet), echoing ``echo`` events and recording its close; with the client's end.
+    After the test the client goes away and the connection finishes."""
     started = []
 
-    def serve(engine, park):
-        server = WebSocketServer(WebSocketOptions(auto_ping=False), LOG)
+    def serve(engine, **options):
+        server = WebSocketServer(WebSocketOptions(auto_ping=False, **options), LOG)
         ours, client = pair()
         finished = []
+        if engine == "builtin-tls":
+            ours, client = handshake(ours, client, *tls_contexts)
         if engine == "gevent-websocket":
             connection = GeventWebSocketConnection("t1", ours, server.options, LOG, rfile=ours.makefile("rb"))
-        elif park:
-            raw = _socket.socket(ours.family, ours.type, ours.proto, ours.detach())
-            raw.setblocking(False)
-            connection = BuiltinConnection("t1", raw, server.options, LOG)
+            lot = Lot(ServeMode.GREENLET, server.runners, lambda: finished.append("released"))
         else:
-            connection = BuiltinConnection("t1", ours, server.options, LOG)
+            raw = from_gevent(ours) if engine == "builtin-tls" else ours._sock
+            connection = BuiltinConnection("t1", raw, server.options, LOG)
+            lot = Lot(ServeMode.PARKED, server.runners, lambda: finished.append("released"))
         sock = Socket("t1", connection, server)
         sock.on("echo", lambda data: sock.send("echo", data))
         sock.on("close", lambda code, reason: finished.append((code, reason)))
-        if park:
-            sock.park(server.runners, lambda: finished.append("released"))
+        if lot.mode is ServeMode.PARKED:
+            start(connection, sock, lot)  # returns once it waits for bytes: parked
         else:
-            gevent.spawn(sock.run)
-        started.append((client, finished, connection))
+            gevent.spawn(start, connection, sock, lot)
+        started.append((client, finished, connection, ours))
         return sock, client, finished
 
     yield serve
-    for client, finished, connection in started:
+    for client, finished, connection, ours in started:
         client.close()
-        wait_until(lambda finished=finished: finished, message="the connection finished")
+        wait_until(lambda finished=finished: "released" in finished, message="the connection finished")
         rfile = getattr(connection, "_rfile", None)
         if rfile is not None:
             rfile.close()
 
 
-ENGINES = [("builtin", True), ("builtin", False), ("gevent-websocket", False)]
+def handshake(server_end, client_end, server_context, client_context):
+    """Both ends of a pair after a TLS handshake (gevent SSLSockets)."""
+    server_tls = SSLSocket(sock=server_end, server_side=True, do_handshake_on_connect=False, _context=server_context)
+    client_tls = SSLSocket(sock=client_end, server_hostname="localhost", do_handshake_on_connect=False,
+                           _context=client_context)
+    with gevent.Timeout(5):
+        gevent.joinall([gevent.spawn(server_tls.do_handshake), gevent.spawn(client_tls.do_handshake)],
+                       raise_error=True)
+    return server_tls, client_tls
 
 
-@pytest.mark.parametrize("engine, park", ENGINES)
-def test_events_round_trip_in_order(served, engine, park):
-    sock, client, finished = served(engine, park)
+ENGINES = ["builtin", "builtin-tls", "gevent-websocket"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_events_round_trip_in_order(served, engine):
+    sock, client, finished = served(engine)
     for i in range(50):
         client.sendall(frame(TEXT, json.dumps(["e", "echo", i]).encode()))
     with gevent.Timeout(5):
@@ -146,22 +175,21 @@ def test_events_round_trip_in_order(served, engine, park):
     assert replies == [["e", "echo", i] for i in range(50)]
 
 
-@pytest.mark.parametrize("engine, park", ENGINES)
-def test_a_client_close_is_echoed_and_reported_once(served, engine, park):
-    sock, client, finished = served(engine, park)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_client_close_is_echoed_and_reported_once(served, engine):
+    sock, client, finished = served(engine)
     client.sendall(frame(CLOSE, close_payload(4000, "bye")))
     with gevent.Timeout(5):
         assert read_frame(client) == (CLOSE, close_payload(4000, "bye"))
         client.shutdown(_socket.SHUT_WR)
         wait_until(lambda: (4000, "bye") in finished)
     assert finished.count((4000, "bye")) == 1
-    if park:
-        assert "released" in finished  # a parked connection closes its file descriptor itself
+    wait_until(lambda: "released" in finished)  # the server is told once, in every mode
 
 
-@pytest.mark.parametrize("engine, park", ENGINES)
-def test_invalid_utf8_fails_the_connection_with_1007(served, engine, park):
-    sock, client, finished = served(engine, park)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_invalid_utf8_fails_the_connection_with_1007(served, engine):
+    sock, client, finished = served(engine)
     errors = []
     sock.on("error", errors.append)
     client.sendall(frame(TEXT, b'["e","echo","\xff"]'))
@@ -172,7 +200,7 @@ def test_invalid_utf8_fails_the_connection_with_1007(served, engine, park):
 
 
 def test_a_parked_socket_runs_its_messages_in_order_and_gives_its_runner_back(served):
-    sock, client, finished = served("builtin", True)
+    sock, client, finished = served("builtin")
     server_runners = sock._server.runners
     order = []
     sock.on("slow", lambda data: (gevent.sleep(0.05), order.append("slow")))
