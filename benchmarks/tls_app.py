@@ -17,7 +17,7 @@ def worker(w):
         socket.on("ping", lambda data: socket.send("pong", data))
 
     w.wss.on("connection", connected)
-    print("BENCH_READY pid=%d" % os.getpid(), flush=True)
+    print(f"BENCH_READY pid={os.getpid()}", flush=True)
 
 
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

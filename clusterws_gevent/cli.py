@@ -20,13 +20,22 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from . import loading
+from .options import flag_of, iter_settings
 
 __all__ = ["main", "build_parser", "options_from_args", "import_object", "ENV_ARGS"]
 
 #: Extra command-line flags taken from the environment (placed before the real ones).
 ENV_ARGS = "CLUSTERWS_CMD_ARGS"
 
-_METAVARS = {"int": "N", "float": "SECONDS", "ints": "N,N", "strs": "A,B", "str": "TEXT"}
+_METAVARS = {"int": "N", "float": "SECONDS", "ints": "N,N", "strs": "A,B", "str": "TEXT", "object": "MODULE:OBJECT",
+             "app": "MODULE:APP"}
+#: How a flag of each kind turns its text into the option's value (None: the text as it is).
+_READERS: Dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "ints": lambda text: tuple(int(part) for part in text.split(",") if part),
+    "strs": lambda text: tuple(part for part in text.split(",") if part),
+}
 
 
 def import_object(spec: str, what: str) -> Any:
@@ -50,7 +59,6 @@ def _default_text(f: dataclasses.Field[Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one flag per option of ``options.py``, plus gunicorn's conveniences."""
     from . import __version__
-    from .options import flag_of, iter_settings
 
     parser = argparse.ArgumentParser(
         prog="python -m clusterws_gevent",
@@ -73,24 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         default = _default_text(f)
         help_text = f.metadata["help"].replace("%", "%%") + (f" (default: {default})" if default else "")
         kwargs: Dict[str, Any] = {"dest": name, "default": None, "help": help_text}
-        if name == "mode":
-            kwargs["metavar"] = "single|scale"
-        elif name == "scale_options.scaler":
-            kwargs["metavar"] = "default|redis"
-        else:
-            kwargs["metavar"] = f.metadata.get("metavar") or _METAVARS[kind] if kind != "bool" else None
-        flags = [flag]
-        if name == "scale_options.workers":
-            flags.insert(0, "-w")
+        flags = [f.metadata["short"], flag] if f.metadata.get("short") else [flag]
         if kind == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
-            kwargs.pop("metavar", None)
-        elif kind in ("int", "float"):
-            kwargs["type"] = int if kind == "int" else float
-        elif kind == "ints":
-            kwargs["type"] = lambda text: tuple(int(part) for part in text.split(",") if part)
-        elif kind == "strs":
-            kwargs["type"] = lambda text: tuple(part for part in text.split(",") if part)
+        else:
+            kwargs["metavar"] = f.metadata.get("metavar") or _METAVARS[kind]
+            kwargs["type"] = _READERS.get(kind)
         parser.add_argument(*flags, **kwargs)
     return parser
 
@@ -119,14 +115,15 @@ def options_from_args(args: argparse.Namespace) -> Dict[str, Any]:
         except loading.ImportFailed as exc:
             raise SystemExit(f"error: {exc}") from None
     kwargs["worker"] = target.worker
-    if "app" in flags:
-        kwargs["app"] = loading.LazyImport(flags.pop("app"), "--app") if lazy else import_object(flags.pop("app"),
-                                                                                                 "--app")
-    elif target.may_be_app():
+    if target.may_be_app():
         kwargs.setdefault("app", target.app)
+    kinds = {name: f.metadata["kind"] for name, f, _ in iter_settings()}
     for name, value in flags.items():
-        if name == "logger_options.logger":
-            value = import_object(value, "--logger")
+        if kinds.get(name) == "object":
+            value = import_object(value, "--" + name.rsplit(".", 1)[-1].replace("_", "-"))
+        elif kinds.get(name) == "app":  # imported where it is served: after fork, unless preloaded
+            what = "--" + name.rsplit(".", 1)[-1].replace("_", "-")
+            value = loading.LazyImport(value, what) if lazy else import_object(value, what)
         parts = name.split(".")
         into = kwargs
         for part in parts[:-1]:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import registry
 from .enums import Mode
@@ -22,29 +23,36 @@ _TOP_LEVEL = [f.name for f in dataclasses.fields(Options)]
 _SEED_NAMES = {camel_case(name): name for name in _TOP_LEVEL}
 
 
+def _signature() -> inspect.Signature:
+    """``ClusterWS(worker=None, *, port=None, ...)``: one keyword per top-level option of
+    ``options.py``, derived, so that adding an option there is the only step."""
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for name in _TOP_LEVEL:
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if name == "worker" else inspect.Parameter.KEYWORD_ONLY
+        parameters.append(inspect.Parameter(name, kind, default=None))
+    parameters.append(inspect.Parameter("seed_options", inspect.Parameter.VAR_KEYWORD, annotation="Any"))
+    return inspect.Signature(parameters)
+
+
 class ClusterWS:
     """A ClusterWS server: WebSockets with events, channels and middleware, and
     optionally a Flask app, on one port.
 
     ``ClusterWS(worker=worker, app=flask_app, port=3000, mode=Mode.Single).run()``.
-    Every option is described in ``docs/options.md``; the nested groups
-    (``websocket_options``, ``logger_options``, ``tls_options``,
-    ``scale_options``) take a dict with snake_case or camelCase keys. The seed's
+    Its keywords are the top-level options of ``options.py`` (``worker``, ``port``,
+    ``host``, ``mode``, ``app``, the groups...), each described in ``docs/options.md``;
+    the nested groups (``websocket_options``, ``logger_options``, ``tls_options``,
+    ``scale_options``...) take a dict with snake_case or camelCase keys. The seed's
     camelCase keywords (``websocketOptions=...``) work too.
 
     Raises:
         OptionError: a bad option (the message names it), at construction.
     """
 
-    def __init__(self, worker: Optional[Callable[[Any], Any]] = None, *, port: Optional[int] = None,
-                 host: Optional[str] = None, mode: Any = None, app: Any = None, websocket_options: Any = None,
-                 logger_options: Any = None, tls_options: Any = None, scale_options: Any = None,
-                 metrics_options: Any = None, **seed_options: Any) -> None:
-        given = {"worker": worker, "port": port, "host": host, "mode": mode, "app": app,
-                 "websocket_options": websocket_options, "logger_options": logger_options,
-                 "tls_options": tls_options, "scale_options": scale_options, "metrics_options": metrics_options}
-        for key, value in seed_options.items():
-            name = _SEED_NAMES.get(key)
+    def __init__(self, worker: Optional[Callable[[Any], Any]] = None, **options: Any) -> None:
+        given: Dict[str, Any] = {"worker": worker}
+        for key, value in options.items():
+            name = key if key in _TOP_LEVEL else _SEED_NAMES.get(key)
             if name is None:
                 raise OptionTypeError(key, f"unknown option; valid options: {', '.join(_TOP_LEVEL)}")
             if given.get(name) is not None:
@@ -53,6 +61,8 @@ class ClusterWS:
         self.options = Options(**{name: value for name, value in given.items() if value is not None})
         if hasattr(self.options.app, "extensions") and is_flask_app(self.options.app):
             self.options.app.extensions["clusterws"] = self
+
+    __init__.__signature__ = _signature()  # type: ignore[attr-defined]
 
     @staticmethod
     def option_names() -> List[str]:

@@ -55,7 +55,8 @@ def camel_case(name: str) -> str:
 def option(default: Any = dataclasses.MISSING, *, validator: Optional[Validator] = None, help: str,
            cli: Optional[str] = "", camel: Optional[str] = None, metavar: Optional[str] = None,
            default_factory: Any = dataclasses.MISSING, show_default: Optional[str] = None,
-           inner: Optional[Type[OptionGroup]] = None, cli_prefix: str = "", kind: Optional[str] = None) -> Any:
+           inner: Optional[Type[OptionGroup]] = None, cli_prefix: str = "", kind: Optional[str] = None,
+           short: Optional[str] = None) -> Any:
     """Declare one option: a dataclass field with its metadata.
 
     Args:
@@ -67,11 +68,15 @@ def option(default: Any = dataclasses.MISSING, *, validator: Optional[Validator]
         inner: the group a dict value is read as (its options get flags too).
         cli_prefix: prefix of the inner group's flags (``master-`` -> ``--master-certfile``).
         kind: how its flag reads a value (``KINDS``); by default its validator's kind, else "str".
+        short: a short flag too (``-w``), as gunicorn's.
     """
     kind = kind or KIND_OF_VALIDATOR.get(validator, "str")  # type: ignore[arg-type]
     assert kind in KINDS, kind
+    choices = getattr(validator, "choices", None)
+    metavar = metavar or ("|".join(choices) if choices else None)
     metadata = {"validator": validator, "help": help, "cli": cli, "camel": camel, "metavar": metavar,
-                "show_default": show_default, "inner": inner, "cli_prefix": cli_prefix, "kind": kind}
+                "show_default": show_default, "inner": inner, "cli_prefix": cli_prefix, "kind": kind,
+                "short": short}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -175,10 +180,8 @@ def _choice(*choices: str) -> Validator:
         if value not in choices:
             raise OptionError(name, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
         return str(value)
+    check.choices = choices  # type: ignore[attr-defined]  # the flag's metavar
     return check
-
-
-E = TypeVar("E")
 
 
 def _enum(enum_cls: Any) -> Validator:
@@ -194,6 +197,8 @@ def _enum(enum_cls: Any) -> Validator:
                     return member
         valid = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in dict.fromkeys(enum_cls.__members__.values()))
         raise OptionError(name, f"must be one of {valid}, got {value!r}")
+    # the flag's metavar and spelling: each member once, by its seed name (single|scale)
+    check.choices = tuple(m.name.lower() for m in dict.fromkeys(enum_cls.__members__.values()))  # type: ignore
     return check
 
 
@@ -273,8 +278,10 @@ def _pem_or_path(name: str, value: Any) -> Optional[str]:
 
 
 #: How a flag reads its value: "bool" is a --flag/--no-flag pair; "ints" and "strs" are
-#: comma-separated lists; the rest take one value of that type ("str" goes to the validator as it is).
-KINDS = ("bool", "int", "float", "ints", "strs", "str")
+#: comma-separated lists; "object" is ``module:object``, imported at start; "app" is
+#: ``module:app``, imported where it is served (each worker, after fork, unless preloaded);
+#: the rest take one value of that type ("str" goes to the validator as it is).
+KINDS = ("bool", "int", "float", "ints", "strs", "str", "object", "app")
 
 #: The kind of the options a validator checks (an option may say its own).
 KIND_OF_VALIDATOR: Dict[Validator, str] = {
@@ -390,7 +397,8 @@ class LoggerOptions(OptionGroup):
     """``logger_options``: where logs go."""
 
 
-    logger: Any = option(None, validator=_logger, metavar="MODULE:OBJECT", show_default="built-in", help=(
+    logger: Any = option(None, validator=_logger, metavar="MODULE:OBJECT", show_default="built-in", kind="object",
+                         help=(
         "A logging.Logger or any object with debug/info/warning (or warn)/error; "
         "default: the 'clusterws_gevent' logger."))
     log_level: LogLevel = option(LogLevel.INFO, validator=_log_level, help=(
@@ -529,7 +537,7 @@ class ScaleOptions(OptionGroup):
 
     scaler: Scaler = option(Scaler.Default, validator=_enum(Scaler), help=(
         "What joins the workers: Scaler.Default (TCP brokers) or Scaler.Redis."))
-    workers: int = option(1, validator=_positive_int, help="Number of worker processes.")
+    workers: int = option(1, validator=_positive_int, short="-w", help="Number of worker processes.")
     restart_on_fail: bool = option(False, validator=_bool, help="Restart a worker or broker that dies.")
     worker_timeout: float = option(30.0, validator=lambda n, v: 0.0 if v == 0 else _positive_number(n, v),
                                    kind="float", metavar="SECONDS", help=(
@@ -578,7 +586,7 @@ class Options(OptionGroup):
     host: Optional[str] = option(None, validator=_optional_str, show_default="all interfaces",
                                  help="Address to listen on.")
     mode: Mode = option(Mode.Scale, validator=_enum(Mode), help="Mode.Single (one process) or Mode.Scale.")
-    app: Any = option(None, validator=_callable, metavar="MODULE:APP", help=(
+    app: Any = option(None, validator=_callable, metavar="MODULE:APP", kind="app", help=(
         "A Flask (or any WSGI) app served on the same port as the WebSockets."))
     websocket_options: WebSocketOptions = group(WebSocketOptions, help="The WebSocket engine and its limits.")
     logger_options: LoggerOptions = group(LoggerOptions, help="Logging.")

@@ -8,9 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-import pytest
+# Before clusterws_gevent is imported, here and in every server a test starts: event-loop
+# callbacks are watched (net/loop_guard.py), and a test fails when one blocks or switches.
+os.environ.setdefault("CLUSTERWS_LOOP_GUARD", "1")
 
-from clusterws_gevent.testing import ServerProcess, free_port, wait_until
+import pytest  # noqa: E402
+
+from clusterws_gevent.net import loop_guard  # noqa: E402
+from clusterws_gevent.testing import ServerProcess, free_port, wait_until  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))  # tests import wsclient and apps
@@ -58,6 +63,18 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in started:
         server.stop()
+    for server in started:
+        guarded = [line for line in server.log().splitlines() if line.startswith("LOOP GUARD:")]
+        assert not guarded, f"an event-loop callback blocked or switched greenlets: {guarded[:3]}"
+
+
+@pytest.fixture(autouse=True)
+def _event_loop_callbacks_never_switch() -> Iterator[None]:
+    """In this process too: a loop callback that switched or raised fails the test."""
+    del loop_guard.violations[:]
+    yield
+    found, loop_guard.violations[:] = list(loop_guard.violations), []
+    assert not found, f"an event-loop callback blocked or switched greenlets: {found[:3]}"
 
 
 @pytest.fixture

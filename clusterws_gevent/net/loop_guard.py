@@ -14,10 +14,12 @@ take a lock or call the application's code (any of which switches greenlets, or 
 
 With ``CLUSTERWS_LOOP_GUARD=1`` in the environment when this module is imported (the
 test suite sets it, for its own process and every server it starts), :func:`on_loop`
-watches each call with ``greenlet.settrace``: a switch made by such a callback, other
-than through :func:`hand_off`, is recorded in :data:`violations` and written to stderr
-as ``LOOP GUARD: ...`` (a test fails on either). Otherwise :func:`on_loop` returns the
-function unchanged: it costs nothing in production.
+watches each call: a greenlet switch it makes (seen by ``greenlet.settrace``) other than
+through :func:`hand_off`, and an exception escaping it (``BlockingSwitchOutError``, which
+gevent raises when code in the hub tries to wait, among them), are recorded in
+:data:`violations` and written to stderr as ``LOOP GUARD: ...``; the test suite fails a
+test on either. Otherwise :func:`on_loop` returns the function unchanged: it costs
+nothing in production.
 """
 from __future__ import annotations
 
@@ -54,6 +56,9 @@ def on_loop(fn: F) -> F:
         outer, _running = _running, name
         try:
             return fn(*args, **kwargs)
+        except BaseException as exc:
+            _report(f"{name} raised {exc!r} on the event loop")
+            raise
         finally:
             _running = outer
 
@@ -80,8 +85,11 @@ def _install() -> None:
 def _trace(event: str, args: Any) -> None:
     if _running is not None and event in ("switch", "throw"):
         origin, target = args
-        line = f"{_running} switched greenlets on the event loop ({origin!r} -> {target!r})"
-        violations.append(line)
-        sys.stderr.write(f"LOOP GUARD: {line}\n")
+        _report(f"{_running} switched greenlets on the event loop ({origin!r} -> {target!r})")
     if _previous is not None:
         _previous(event, args)
+
+
+def _report(line: str) -> None:
+    violations.append(line)
+    sys.stderr.write(f"LOOP GUARD: {line}\n")

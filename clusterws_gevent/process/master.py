@@ -36,34 +36,32 @@ import signal
 import socket
 import ssl
 import tempfile
-import time
 import weakref
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import gevent
-import gevent.os
 from gevent.monkey import is_module_patched
 from gevent.queue import Empty, Queue
-from gevent.socket import wait_read
 
 from ..constants import BACKLOG
 from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
+from ..net.loop_guard import on_loop
 from ..net.sockets import Address
 from ..options import Options
 from ..scale.hub_link import HubRouter, hub_key
 from ..scale.redis_client import describe_redis
 from .balance import LoadTable
 from .child import ChildContext, run_broker_process, run_hub_process, run_worker_process
+from .events import ChildExited, Event, SignalReceived
 from .exits import APP_LOAD_ERROR, BROKER_BOOT_ERROR, FAILED, OK, WORKER_BOOT_ERROR, describe_status
 from .metrics import forget_process, prepare_metrics_directory, remove_metrics_directory
+from .processes import BROKER, HUB, WORKER, Child, Kind, Processes, Slot
 from .single import bind_hint, warn_unless_patched
 from .worker import raise_open_files_limit
 
-__all__ = ["Master", "run_master", "SignalReceived", "ChildExited", "ChildReady", "READY_TIMEOUT", "TICK",
-           "RESTART_DELAY_MIN", "RESTART_DELAY_MAX"]
+__all__ = ["Master", "run_master", "READY_TIMEOUT", "TICK", "RESTART_DELAY_MIN", "RESTART_DELAY_MAX"]
 
 #: Seconds a new process has to report ready.
 READY_TIMEOUT = 30.0
@@ -83,77 +81,19 @@ BROKER_STOP_TIMEOUT = 5.0
 _SIGNALS = {signal.SIGTERM: "TERM", signal.SIGINT: "INT", signal.SIGHUP: "HUP", signal.SIGTTIN: "TTIN",
             signal.SIGTTOU: "TTOU"}
 
-#: A child's place: a worker's id, or a broker's address.
-Slot = Union[int, Address]
-
-
-# -- events ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignalReceived:
-    """A signal reached the master (``name``: TERM, INT, HUP, TTIN or TTOU)."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class ChildExited:
-    """A child exited (its wait status)."""
-
-    pid: int
-    status: int
-
-
-@dataclass(frozen=True)
-class ChildReady:
-    """A child wrote its ready byte: it serves."""
-
-    pid: int
-
-
-Event = Union[SignalReceived, ChildExited, ChildReady]
-
-
-class Child:
-    """A forked process: a worker (``slot`` = worker id) or a broker (``slot`` = its address)."""
-
-    __slots__ = ("kind", "slot", "pid", "generation", "started", "ready", "stopping", "kill_at", "killed",
-                 "heartbeat", "hung", "replaces", "ready_fd", "note")
-
-    def __init__(self, kind: str, slot: Slot, pid: int, generation: int, heartbeat: Any, ready_fd: int) -> None:
-        self.kind = kind
-        self.slot = slot
-        self.pid = pid
-        self.generation = generation  # the SIGHUP count when it was forked: the code it runs
-        self.started = time.monotonic()
-        self.ready = False
-        self.stopping = False  # we asked it to stop: its exit is expected
-        self.kill_at: Optional[float] = None  # SIGKILL if still alive then
-        self.killed = False
-        self.heartbeat = heartbeat  # an unlinked file the worker touches (None for brokers)
-        self.hung = False  # killed by the master for giving no sign of life
-        self.replaces: Optional[Child] = None  # the older worker it takes over from (a reload)
-        self.ready_fd = ready_fd  # the master's end of its ready pipe (-1 once closed)
-        self.note = ""  # how its ready line ends (" (restarted)", " (added)")
-
-    @property
-    def name(self) -> str:
-        """``worker 2`` or ``broker /run/.../broker-1.sock``."""
-        return f"{self.kind} {self.slot}"
-
-
 class Master:
     """The master of ``Mode.Scale``.
 
     Args:
         options: validated options (``mode`` is ``Mode.Scale``).
         log: where to log.
+        processes: what it does to processes and the clock (a test's fake).
     """
 
-    def __init__(self, options: Options, log: Log) -> None:
+    def __init__(self, options: Options, log: Log, processes: Optional[Processes] = None) -> None:
         self.options = options
         self.log = log
+        self.processes = processes or Processes()
         scale = options.scale_options
         self.restart_on_fail = scale.restart_on_fail
         self.worker_timeout = scale.worker_timeout
@@ -174,13 +114,13 @@ class Master:
         self.generation = 0  # SIGHUPs so far: workers of an older generation are due for replacement
         self.stopping = False
         self.exit_code = OK
-        self._not_before: Dict[Tuple[str, Slot], float] = {}  # restart delays: no spawn before then
-        self._given_up: Set[Tuple[str, Slot]] = set()  # died, not restarted (restart_on_fail off)
+        self._not_before: Dict[Tuple[Kind, Slot], float] = {}  # restart delays: no spawn before then
+        self._given_up: Set[Tuple[Kind, Slot]] = set()  # died, not restarted (restart_on_fail off)
         # -- bookkeeping
-        self._delays: Dict[Tuple[str, Slot], float] = {}
-        self._spawned: Set[Tuple[str, Slot]] = set()  # slots that had a process already
+        self._delays: Dict[Tuple[Kind, Slot], float] = {}
+        self._spawned: Set[Tuple[Kind, Slot]] = set()  # slots that had a process already
         self._serving = False  # every process was ready once: the start-up is over
-        self._started_at = time.monotonic()
+        self._started_at = self.processes.clock()
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._runtime_dir: Optional[str] = None
         self._metrics_directory: Optional[str] = None
@@ -220,7 +160,7 @@ class Master:
         while True:
             event = self._next_event(TICK)
             if event is not None:
-                self._dispatch(event)
+                self.dispatch(event)
             if self.reconcile():
                 return
 
@@ -244,7 +184,12 @@ class Master:
             return None
         return event
 
-    def _dispatch(self, event: Event) -> None:
+    def put_event(self, event: Event) -> None:
+        """Queue ``event`` for the loop (from a signal handler, a watcher, a greenlet)."""
+        self.events.put(event)
+
+    def dispatch(self, event: Event) -> None:
+        """Hand ``event`` to its handler (``handle_<name>``)."""
         if isinstance(event, SignalReceived):
             getattr(self, "handle_" + event.name.lower())()
         elif isinstance(event, ChildExited):
@@ -267,7 +212,7 @@ class Master:
     def handle_hup(self) -> None:
         """Replace every worker, one at a time, by one running the code on disk now."""
         self.generation += 1
-        due = len([c for c in self._alive("worker") if c.generation < self.generation])
+        due = len([c for c in self._alive(WORKER) if c.generation < self.generation])
         self.log.info("SIGHUP: replacing %d worker(s) one at a time (generation %d)", due, self.generation)
 
     def handle_ttin(self) -> None:
@@ -303,8 +248,8 @@ class Master:
         child = self.children.pop(pid, None)
         if child is None:
             return
-        self._close_child_fds(child)
-        if child.kind == "worker":
+        self.processes.release(child)
+        if child.kind is WORKER:
             forget_process(pid)
             if self.load_table is not None:
                 self.load_table.clear(int(child.slot))
@@ -317,7 +262,7 @@ class Master:
         if not self._serving:
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else FAILED
             if code not in (WORKER_BOOT_ERROR, BROKER_BOOT_ERROR, APP_LOAD_ERROR):
-                code = BROKER_BOOT_ERROR if child.kind == "broker" else WORKER_BOOT_ERROR
+                code = BROKER_BOOT_ERROR if child.kind is BROKER else WORKER_BOOT_ERROR
             raise HaltServer(f"{child.name} could not start ({describe_status(status)})", code)
         if child.replaces is not None:
             self.log.error("reload: the new %s did not start; keeping the old one for now", child.name)
@@ -329,11 +274,12 @@ class Master:
 
     def _schedule_restart(self, child: Child) -> None:
         key = (child.kind, child.slot)
-        lived = time.monotonic() - child.started
+        now = self.processes.clock()
+        lived = now - child.started
         delay = RESTART_DELAY_MIN if lived >= HEALTHY_AFTER else min(
             self._delays.get(key, RESTART_DELAY_MIN / 2) * 2, RESTART_DELAY_MAX)
         self._delays[key] = delay
-        self._not_before[key] = time.monotonic() + delay
+        self._not_before[key] = now + delay
         if child.replaces is None:
             self.log.warning("restarting %s in %.1fs", child.name, delay)
 
@@ -341,7 +287,7 @@ class Master:
 
     def reconcile(self) -> bool:
         """One step towards the desired state; True once stopped (no child left)."""
-        now = time.monotonic()
+        now = self.processes.clock()
         self._kill_overdue(now)
         self._check_heartbeats()
         if self.stopping:
@@ -352,15 +298,15 @@ class Master:
             self._advance_reload(now)
         if not self._serving:
             self._check_start_up(now)
-        elif not any(self._alive("worker")) and all(
-                ("worker", slot) in self._given_up for slot in range(1, self.worker_count + 1)):
+        elif not any(self._alive(WORKER)) and all(
+                (WORKER, slot) in self._given_up for slot in range(1, self.worker_count + 1)):
             raise HaltServer("no worker left", FAILED)
         return False
 
-    def _services(self) -> List[Tuple[str, Slot]]:
+    def _services(self) -> List[Tuple[Kind, Slot]]:
         """The processes that serve the workers: the hub (master_options), then the brokers."""
-        hub: List[Tuple[str, Slot]] = [("hub", self.hub_port)] if self.hub_port is not None else []
-        return hub + [("broker", address) for address in self.broker_addresses]
+        hub: List[Tuple[Kind, Slot]] = [(HUB, self.hub_port)] if self.hub_port is not None else []
+        return hub + [(BROKER, address) for address in self.broker_addresses]
 
     def _services_ready(self) -> bool:
         ready = {(c.kind, c.slot) for c in self.children.values() if c.ready and not c.stopping}
@@ -373,28 +319,28 @@ class Master:
                 self._spawn(kind, slot)
 
     def _reconcile_workers(self, now: float) -> None:
-        present = {c.slot for c in self._alive("worker")}
+        present = {c.slot for c in self._alive(WORKER)}
         for slot in range(1, self.worker_count + 1):
-            if slot not in present and self._may_spawn("worker", slot, now):
-                self._spawn("worker", slot)
-        for child in self._alive("worker"):
+            if slot not in present and self._may_spawn(WORKER, slot, now):
+                self._spawn(WORKER, slot)
+        for child in self._alive(WORKER):
             if int(child.slot) > self.worker_count:  # SIGTTOU
                 self._terminate(child)
 
     def _advance_reload(self, now: float) -> None:
         """Retire the workers of an older generation one at a time: fork a replacement for
         the first one; it stops (in handle_ready) once its replacement serves."""
-        workers = self._alive("worker")
+        workers = self._alive(WORKER)
         if any(c.replaces is not None for c in workers):
             return  # a replacement is starting: one step at a time
         for old in sorted(workers, key=lambda c: int(c.slot)):
-            if old.generation < self.generation and old.ready and self._may_spawn("worker", old.slot, now):
-                self._spawn("worker", old.slot).replaces = old
+            if old.generation < self.generation and old.ready and self._may_spawn(WORKER, old.slot, now):
+                self._spawn(WORKER, old.slot).replaces = old
                 return
 
     def _reconcile_stop(self) -> bool:
         """Workers first (they close their WebSockets with 1001), then brokers."""
-        workers = [c for c in self.children.values() if c.kind == "worker"]
+        workers = [c for c in self.children.values() if c.kind is WORKER]
         for child in workers:
             if not child.stopping:
                 self._terminate(child)
@@ -420,11 +366,10 @@ class Master:
         while it stops or is being replaced."""
         if not self.worker_timeout:
             return
-        now = time.time()
         for child in list(self.children.values()):
             if child.heartbeat is None or not child.ready or child.killed:
                 continue
-            silent = now - os.fstat(child.heartbeat.fileno()).st_mtime
+            silent = self.processes.heartbeat_age(child.heartbeat)
             if silent > self.worker_timeout:
                 self.log.error("%s (PID %d) gave no sign of life for %.0fs (a listener blocking its event loop?); "
                                "killing it", child.name, child.pid, silent)
@@ -432,42 +377,39 @@ class Master:
                 self._kill(child)
 
     def _check_start_up(self, now: float) -> None:
-        if self._services_ready() and self._complete("worker") and all(c.ready for c in self.children.values()):
+        if self._services_ready() and self._complete(WORKER) and all(c.ready for c in self.children.values()):
             self._serving = True
             self._log_ready()
         elif now - self._started_at > READY_TIMEOUT + 1:
             raise HaltServer(f"not every process was ready within {READY_TIMEOUT:.0f}s", FAILED)
 
-    def _complete(self, kind: str) -> bool:
+    def _complete(self, kind: Kind) -> bool:
         present = {c.slot for c in self._alive(kind)}
         return all(slot in present for slot in range(1, self.worker_count + 1))
 
-    def _may_spawn(self, kind: str, slot: Slot, now: float) -> bool:
+    def _may_spawn(self, kind: Kind, slot: Slot, now: float) -> bool:
         key = (kind, slot)
         return key not in self._given_up and now >= self._not_before.get(key, 0.0)
 
     # -- process helpers ------------------------------------------------------------------------
 
-    def _alive(self, kind: str) -> List[Child]:
-        return [c for c in self.children.values() if c.kind == kind and not c.stopping]
+    def _alive(self, kind: Kind) -> List[Child]:
+        return [c for c in self.children.values() if c.kind is kind and not c.stopping]
 
-    def _spawn(self, kind: str, slot: Slot) -> Child:
-        ready_r, ready_w = os.pipe()
-        # lives as long as the worker; closed when it is reaped
-        heartbeat = tempfile.TemporaryFile() if kind == "worker" and self.worker_timeout else None  # noqa: SIM115
-        pid = gevent.os.fork_and_watch(self._exited)
-        if pid == 0:  # the child; gevent re-initialised its hub in fork
-            os.close(ready_r)
-            os._exit(self._child_main(kind, slot, ready_w, heartbeat))
-        os.close(ready_w)
-        child = self.children[pid] = Child(kind, slot, pid, self.generation, heartbeat, ready_r)
+    def _spawn(self, kind: Kind, slot: Slot) -> Child:
+        pid, ready_fd, heartbeat = self.processes.spawn(self, kind, slot)
+        child = self.children[pid] = Child(kind, slot, pid, self.generation, heartbeat, ready_fd,
+                                           self.processes.clock())
         child.note = " (restarted)" if (kind, slot) in self._spawned else " (added)"
         self._spawned.add((kind, slot))
-        self._tasks.add(gevent.spawn(self._watch_ready, child))
+        task = self.processes.watch_ready(self, child)
+        if task is not None:
+            self._tasks.add(task)
         self.log.debug("started %s, PID %d", child.name, pid)
         return child
 
-    def _child_main(self, kind: str, slot: Slot, ready_w: int, heartbeat: Any) -> int:
+    def child_main(self, kind: Kind, slot: Slot, ready_w: int, heartbeat: Any) -> int:
+        """What a forked child runs (``Processes.spawn``); returns its exit code."""
         code = FAILED
         try:
             for task in list(self._tasks):
@@ -475,21 +417,21 @@ class Master:
             for handler in self._signal_handlers:
                 handler.cancel()
             for sibling in self.children.values():  # a child holds only its own fds
-                self._close_child_fds(sibling)
+                self.processes.release(sibling)
             os.close(self._lifeline_w)  # only the master holds it: its death is our EOF
             context = ChildContext(ready_w, self._lifeline_r, self.key, self.log,
                                    heartbeat.fileno() if heartbeat is not None else -1)
-            if kind != "worker" and self.listener is not None:
+            if kind is not WORKER and self.listener is not None:
                 self.listener.close()
-            if kind == "hub":
+            if kind is HUB:
                 code = self._run_hub(context, int(slot))
-            elif kind == "broker":
+            elif kind is BROKER:
                 code = run_broker_process(context, slot, self.graceful_timeout + KILL_MARGIN, self._hub_router(slot))
             else:
                 code = run_worker_process(context, self.options, int(slot), self.listener, self.broker_addresses,
                                           self.load_table)
         except BaseException:  # noqa: B036 - a child must never return into the master's code
-            self.log.exception("%s %s failed", kind, slot)
+            self.log.exception("%s %s failed", kind.value, slot)
         return code
 
     def _run_hub(self, context: ChildContext, port: int) -> int:
@@ -512,32 +454,18 @@ class Master:
         return HubRouter(urls, hub_key(horizontal.key or ""), index, self.server_id, lambda kind, frame: None,
                          self.log, context)
 
-    def _close_child_fds(self, child: Child) -> None:
-        if child.heartbeat is not None:
-            child.heartbeat.close()
-        if child.ready_fd >= 0:
-            os.close(child.ready_fd)
-            child.ready_fd = -1
-
-    def _exited(self, watcher: Any) -> None:
+    @on_loop
+    def loop_child_exited(self, watcher: Any) -> None:
+        """Event-loop callback of a child watcher: queue the exit (an unbounded queue's put never waits)."""
         self.events.put(ChildExited(watcher.pid, watcher.rstatus))
-
-    def _watch_ready(self, child: Child) -> None:
-        fd = child.ready_fd
-        try:
-            wait_read(fd)
-            if child.ready_fd == fd and os.read(fd, 1):
-                self.events.put(ChildReady(child.pid))
-        except OSError:
-            pass  # closed meanwhile: the child is gone
 
     def _terminate(self, child: Child) -> None:
         """Ask ``child`` to stop (SIGTERM), and kill it if it is still alive past its bound."""
         if child.stopping:
             return
         child.stopping = True
-        bound = self.graceful_timeout if child.kind == "worker" else BROKER_STOP_TIMEOUT
-        child.kill_at = time.monotonic() + bound + KILL_MARGIN
+        bound = self.graceful_timeout if child.kind is WORKER else BROKER_STOP_TIMEOUT
+        child.kill_at = self.processes.clock() + bound + KILL_MARGIN
         self._signal(child, signal.SIGTERM)
 
     def _kill(self, child: Child) -> None:
@@ -548,10 +476,7 @@ class Master:
         """Signal a child we have not reaped (its PID cannot belong to another process yet)."""
         if child.pid in self.children:
             self.log.debug("sent %s to %s (PID %d)", signal.Signals(sig).name, child.name, child.pid)
-            try:
-                os.kill(child.pid, sig)
-            except ProcessLookupError:
-                pass
+            self.processes.signal(child.pid, sig)
 
     def _bind(self) -> Optional[socket.socket]:
         """The listening socket every worker shares (none with balance="reuseport").
@@ -589,12 +514,12 @@ class Master:
                   if self.options.scale_options.scaler is Scaler.Redis else f"{len(self.broker_addresses)} broker(s)")
         self.log.info(">>> Master on: %d, PID: %d (Mode.Scale, %d worker(s), %s)", self.options.port, os.getpid(),
                       self.worker_count, joined)
-        for kind in ("hub", "broker", "worker"):
+        for kind in (HUB, BROKER, WORKER):
             for child in sorted(self._alive(kind), key=lambda c: str(c.slot).zfill(12)):
                 self._log_line(child)
 
     def _log_line(self, child: Child, note: str = "") -> None:
-        what = {"broker": "Broker on", "hub": "Hub on"}.get(child.kind, "Worker")
+        what = {BROKER: "Broker on", HUB: "Hub on"}.get(child.kind, "Worker")
         self.log.info(">>> %s: %s, PID: %d%s", what, child.slot, child.pid, note)
 
 

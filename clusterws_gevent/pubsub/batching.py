@@ -10,6 +10,8 @@ from typing import Callable, Dict, List
 
 from gevent import get_hub
 
+from ..net.loop_guard import on_loop
+
 __all__ = ["IterationBatches"]
 
 
@@ -34,7 +36,7 @@ class IterationBatches:
             self._pending[channel] = [message]
             if not self._scheduled:
                 self._scheduled = True
-                get_hub().loop.run_callback(self._run)
+                get_hub().loop.run_callback(self.loop_flush)
         else:
             pending.append(message)
 
@@ -44,7 +46,10 @@ class IterationBatches:
         self._pending = {}
         return dropped
 
-    def _run(self) -> None:
+    @on_loop
+    def loop_flush(self) -> None:
+        """Event-loop callback: hand this iteration's batches over (the flush never blocks:
+        a connector writes to an outbox or a queue)."""
         self._scheduled = False
         pending, self._pending = self._pending, {}
         if pending:

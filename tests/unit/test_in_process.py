@@ -1,6 +1,6 @@
 """The connection core in-process, over ``socketpair()``: the Outbox, both engines under a
-Socket through the one driver (parked, parked over TLS, in a greenlet), and the hub's flush, each in milliseconds (websockets'
-sync tests are the model). The integration tests run the same behaviour through real
+Socket through the one driver (parked, parked over TLS, in a greenlet), and the hub's flush,
+each in milliseconds (websockets' sync tests are the model). The integration tests run the same behaviour through real
 server processes; these find a regression in the core without one."""
 import _socket
 import json
@@ -143,7 +143,7 @@ def served(pair, tls_contexts):
         return sock, client, finished
 
     yield serve
-    for client, finished, connection, ours in started:
+    for client, finished, connection, _ours in started:
         client.close()
         wait_until(lambda finished=finished: "released" in finished, message="the connection finished")
         rfile = getattr(connection, "_rfile", None)

@@ -126,3 +126,26 @@ def test_every_option_has_a_flag_and_the_flags_round_trip():
 def test_docs_options_md_is_generated_from_the_declarations():
     path = Path(__file__).resolve().parents[2] / "docs" / "options.md"
     assert path.read_text() == markdown_table(), "run: python scripts/gen_options_doc.py"
+
+
+def test_clusterws_takes_one_keyword_per_top_level_option_derived_from_the_declarations():
+    import dataclasses
+    import inspect
+
+    parameters = inspect.signature(ClusterWS).parameters
+    declared = [f.name for f in dataclasses.fields(Options)]
+    assert [name for name in parameters if name != "seed_options"] == declared
+    assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in declared[1:])
+    assert all(parameters[name].default is None for name in declared)
+
+
+def test_every_flag_comes_from_a_declaration_short_flags_and_metavars_included():
+    actions = {action.dest: action for action in build_parser()._actions}
+    assert "-w" in actions["scale_options.workers"].option_strings  # the declaration's `short`
+    assert actions["mode"].metavar == "single|scale"  # from the enum the validator checks
+    assert actions["scale_options.scaler"].metavar == "default|redis"
+    import inspect
+
+    source = inspect.getsource(build_parser)
+    for name, _f, _ in iter_settings():  # the parser names no option: every rule is in options.py
+        assert f'"{name}"' not in source, name
