@@ -3,7 +3,7 @@
 # medians; ratios to the first peer). Uses the shared load generator (benchmarks/setup.sh).
 #
 # usage: benchmarks/run.sh SCENARIO [extra loadgen options]
-#   echo      50 clients emit/emit-back, 10 s         project-single vs ClusterWS-Node*, raw-gevent
+#   echo      50 clients emit/emit-back, 10 s         project-single vs ClusterWS-Node*, project-flask-single, raw-gevent
 #   latency   echo p99 at a fixed rate (RATE, 25,000/s) the same peers (benchmarks/echo_latency.sh)
 #   connect   5,000 connections; server RSS per conn  project-single vs ClusterWS-Node*, raw-gevent
 #   fanout    1,000 subscribers, 20,000 publishes     project-single vs raw-gevent, flask-sio
@@ -25,7 +25,7 @@ export ROUNDS="${ROUNDS:-3}"
 scenario="${1:-}"; shift || true
 NODE_PEER=(); [ -n "${CWS_NODE_DIR:-}" ] && NODE_PEER=(cws-node-single)
 case "$scenario" in
-  echo)    exec "$BENCH/compare.sh" echo project-single "${NODE_PEER[@]}" raw-gevent -- --duration 10 "$@" ;;
+  echo)    exec "$BENCH/compare.sh" echo project-single "${NODE_PEER[@]}" project-flask-single raw-gevent -- --duration 10 "$@" ;;
   latency) exec "$HERE/echo_latency.sh" "${RATE:-25000}" ;;
   connect) exec "$BENCH/compare.sh" connect project-single "${NODE_PEER[@]}" raw-gevent -- "$@" ;;
   fanout)  exec "$BENCH/compare.sh" fanout project-single raw-gevent flask-sio -- "$@" ;;

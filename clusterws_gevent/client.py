@@ -122,8 +122,8 @@ class Channel(_Emitter):
     def _deliver(self, messages: Iterable[Any]) -> None:
         watchers = self._watchers
         for message in messages:
-            for watcher in watchers:
-                watcher(message)
+            for watcher in tuple(watchers):  # one that raises is logged; the others and the reader go on
+                call_user_code(_LOG, watcher, (message,), "watcher of channel %r failed", self.name)
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} subscribed={self.subscribed}>"

@@ -5,7 +5,8 @@ from typing import Union
 
 __all__ = ["BACKLOG", "LINK_OUTBOX", "BytesLike"]
 
-#: The listen backlog of every listening socket (the worker's, the master's shared one, brokers').
+#: The listen backlog of every listening socket (``net.sockets.listen_tcp``: a worker's, the master's
+#: shared one, the brokers', the hub's).
 BACKLOG = 2048
 
 #: Bytes a broker or hub link may hold back for a slow peer before it is dropped: links

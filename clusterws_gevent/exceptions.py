@@ -15,9 +15,10 @@
 
     HaltServer (BaseException)              a process must exit with ``exit_code``
 
-Errors become WebSocket close codes in one place only: the engines' read loops
-(``websocket/builtin_engine.py`` and ``websocket/gevent_engine.py``) catch
-:class:`ProtocolError` and close with its ``close_code``.
+Errors become WebSocket close codes in one place only: ``protocol/closing.py``
+(``close_for``: the close frame of a :class:`ProtocolError`, ``as_protocol_error``:
+what an engine's parser error stands for), which both engines' read steps call when
+the client breaks a rule: no exception of this tree crosses a read step.
 """
 from __future__ import annotations
 

@@ -12,8 +12,10 @@ from typing import Any, List, Protocol, Tuple, Union
 
 from gevent import socket
 
-__all__ = ["Address", "describe", "listen", "connect", "set_nodelay", "shutdown", "recv_frames", "FrameParser",
-           "LOOPBACK"]
+from ..constants import BACKLOG
+
+__all__ = ["Address", "describe", "listen", "listen_tcp", "connect", "set_nodelay", "shutdown", "recv_frames",
+           "FrameParser", "LOOPBACK"]
 
 #: A TCP port on :data:`LOOPBACK`, or the path of a Unix socket.
 Address = Union[int, str]
@@ -26,30 +28,47 @@ def describe(address: Address) -> str:
     return str(address)
 
 
-def listen(address: Address, backlog: int = 1024) -> Any:
-    """A listening gevent socket on ``address``.
-
-    A stale Unix socket file (left by a process that was killed) is replaced.
+def listen(address: Address) -> Any:
+    """A listening gevent socket on ``address`` (a broker's): a Unix socket path, or a port
+    on :data:`LOOPBACK`. A stale Unix socket file (left by a process that was killed) is replaced.
 
     Raises:
         OSError: the address is taken or cannot be bound.
     """
-    if isinstance(address, str):
-        sock = socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
-        try:
-            os.unlink(address)
-        except FileNotFoundError:
-            pass
-    else:
-        sock = socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
-        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
-        address = (LOOPBACK, address)  # type: ignore[assignment]
+    if not isinstance(address, str):
+        return listen_tcp(LOOPBACK, address)
+    sock = socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        os.unlink(address)
+    except FileNotFoundError:
+        pass
+    return _bound(sock, address)
+
+
+def listen_tcp(host: str, port: int, reuseport: bool = False) -> Any:
+    """A listening, non-blocking gevent socket on ``host:port`` ("" for every interface), with
+    the backlog every listener of ours has (``constants.BACKLOG``): the master's shared port, a
+    worker's own (``reuseport``: other workers bind the same port, the kernel spreads), the hub's
+    and the brokers'.
+
+    Raises:
+        OSError: the address is taken or cannot be bound.
+    """
+    sock = socket.socket(stdlib_socket.AF_INET6 if ":" in host else stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
+    sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEPORT, 1)
+    return _bound(sock, (host, port))
+
+
+def _bound(sock: Any, address: Any) -> Any:
     try:
         sock.bind(address)
-        sock.listen(backlog)
+        sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise
+    sock.setblocking(False)
     return sock
 
 

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from typing import Any, Callable, List, Optional, Tuple
 
 import gevent
 from gevent.event import Event
 from gevent.socket import wait_read
 
-from ..constants import BACKLOG
 from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
-from ..net.sockets import Address, describe
+from ..net.sockets import Address, describe, listen_tcp
 from ..options import Options
 from ..pubsub.connector import Connector
 from ..scale.broker import Broker
@@ -111,7 +109,7 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     connector = make_connector(options, context, worker_id, broker_addresses)
     try:
         if listener is None:  # balance="reuseport": a listening socket of our own
-            listener = reuseport_listener(options.host or "", int(options.port or 0))
+            listener = listen_tcp(options.host or "", int(options.port or 0), reuseport=True)
         worker = Worker(options, log, connector, listener=listener, worker_id=worker_id)
         worker.server.max_accept = 1  # spread connections over the workers (gunicorn does the same)
         gate = None if load_table is None else balance_connections(worker, load_table)
@@ -157,21 +155,6 @@ def balance_connections(worker: Worker, table: LoadTable) -> AcceptGate:
     worker.server.on_connection_closed = gate.closed
     gate.start()
     return gate
-
-
-def reuseport_listener(host: str, port: int) -> socket.socket:
-    """A listening socket of this worker's own on a port other workers share (SO_REUSEPORT)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(BACKLOG)
-    sock.setblocking(False)
-    return sock
 
 
 def run_broker_process(context: ChildContext, address: Address, stop_timeout: float,

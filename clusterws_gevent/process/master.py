@@ -33,7 +33,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import tempfile
 import weakref
@@ -43,12 +42,11 @@ import gevent
 from gevent.monkey import is_module_patched
 from gevent.queue import Empty, Queue
 
-from ..constants import BACKLOG
 from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
 from ..net.loop_guard import on_loop
-from ..net.sockets import Address
+from ..net.sockets import Address, listen_tcp
 from ..options import Options
 from ..scale.hub_link import HubRouter, hub_key
 from ..scale.redis_client import describe_redis
@@ -101,7 +99,7 @@ class Master:
         self.key = secrets.token_bytes(32)  # the cluster key: only our children know it
         self.events: Queue[Event] = Queue()
         self.children: Dict[int, Child] = {}
-        self.listener: Optional[socket.socket] = None
+        self.listener: Any = None
         self.load_table = LoadTable() if scale.balance == "least-connections" else None
         self.broker_addresses: List[Address] = list(scale.default.brokers_ports or ())
         self.horizontal = scale.default.horizontal_scale_options
@@ -478,7 +476,7 @@ class Master:
             self.log.debug("sent %s to %s (PID %d)", signal.Signals(sig).name, child.name, child.pid)
             self.processes.signal(child.pid, sig)
 
-    def _bind(self) -> Optional[socket.socket]:
+    def _bind(self) -> Any:
         """The listening socket every worker shares (none with balance="reuseport").
 
         Connections are spread by process/balance.py over this one shared queue; SO_REUSEPORT
@@ -488,17 +486,11 @@ class Master:
         if self.options.scale_options.balance == "reuseport":
             return None
         host = self.options.host or ""
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, self.options.port))
+            return listen_tcp(host, int(self.options.port or 0))
         except OSError as exc:
-            sock.close()
             raise HaltServer(f"cannot listen on {host or '*'}:{self.options.port}: {exc.strerror or exc}"
                              f"{bind_hint(self.options.port)}", FAILED) from None
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
-        return sock
 
     def _private_broker_addresses(self) -> List[Address]:
         """Unix sockets in a directory only this user can enter (mkdtemp makes it 0700):

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import gevent
 
@@ -32,8 +32,6 @@ SYNC_INTERVAL = 1.0
 #: Seconds between two measures of the event loop's lag.
 LAG_INTERVAL = 0.5
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-Endpoint = Callable[[], Tuple[int, str, bytes]]
 
 
 def prepare_metrics_directory(options: MetricsOptions, log: Log) -> Optional[str]:

@@ -11,6 +11,7 @@ from gevent.monkey import is_module_patched
 from ..exceptions import HaltServer
 from ..log import Log
 from ..options import Options
+from .exits import FAILED, OK
 from .metrics import prepare_metrics_directory, remove_metrics_directory
 from .worker import Worker, raise_open_files_limit
 
@@ -52,7 +53,7 @@ def run_single(options: Options, log: Log) -> int:
         log.error("cannot listen on %s:%s: %s%s", options.host or "*", options.port, exc.strerror or exc,
                   bind_hint(options.port))
         remove_metrics_directory(metrics_directory)
-        return 1
+        return FAILED
     log.info(">>> Worker: %d, PID: %d, on %s (Mode.Single)", worker.id, worker.pid, worker.url)
     try:
         stop.wait()
@@ -63,4 +64,4 @@ def run_single(options: Options, log: Log) -> int:
             handler.cancel()
         remove_metrics_directory(metrics_directory)
     log.info("stopped")
-    return 0
+    return OK

@@ -7,10 +7,10 @@ import time
 from typing import Any, Optional
 
 from .. import registry
-from ..constants import BACKLOG
 from ..exceptions import HaltServer
 from ..loading import ImportFailed, resolve
 from ..log import Log
+from ..net.sockets import listen_tcp
 from ..options import Options
 from ..pubsub.connector import Connector
 from ..websocket.server import WebSocketServer
@@ -58,10 +58,9 @@ class Worker:
         if registry.app_support.is_app(self.app):
             registry.app_support.install(self.app)
         if listener is None:
-            listener = (options.host or "", options.port)
+            listener = listen_tcp(options.host or "", int(options.port or 0))
         self.server = ClusterWSServer(listener, self.app, self.wss, options.websocket_options, log,
-                                      ssl_context=options.tls_options, access_log=options.logger_options.access_log,
-                                      backlog=None if not isinstance(listener, tuple) else BACKLOG)
+                                      ssl_context=options.tls_options, access_log=options.logger_options.access_log)
         install_operations(self, options.metrics_options)
 
     @property

@@ -164,7 +164,3 @@ class ClientFrameReader:
             self._in_message = False
         if chunk or done or kind != CONT:
             events.append((kind, chunk, done))
-
-    def message_in_progress(self) -> bool:
-        """Whether a message has begun and not ended (a close now drops it)."""
-        return self._in_message

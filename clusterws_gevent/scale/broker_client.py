@@ -18,6 +18,7 @@ from gevent.event import Event
 from ..constants import LINK_OUTBOX
 from ..exceptions import BrokerAuthError, ProtocolError
 from ..log import Log
+from ..net.backoff import Backoff
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..net.outbox import Outbox
 from ..net.sockets import Address, connect, describe, recv_frames, shutdown
@@ -25,12 +26,8 @@ from ..protocol import broker_wire as wire
 from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
 
-__all__ = ["BrokerLink", "BrokerConnector", "RECONNECT_MIN", "RECONNECT_MAX", "ACK_TIMEOUT"]
+__all__ = ["BrokerLink", "BrokerConnector", "ACK_TIMEOUT"]
 
-#: Seconds before the first reconnection attempt; doubled after each failure...
-RECONNECT_MIN = 0.05
-#: ... up to this (a restarted broker is joined again within about a second).
-RECONNECT_MAX = 1.0
 #: Seconds a subscription waits for the broker to confirm its route.
 ACK_TIMEOUT = 5.0
 
@@ -93,11 +90,12 @@ class BrokerLink:
             self._runner.kill(block=False)
 
     def _run(self) -> None:
-        delay = RECONNECT_MIN
+        backoff = Backoff()
         while not self._stopped:
+            delay = backoff.delay
             try:
                 self._connect()
-                delay = RECONNECT_MIN
+                backoff.reset()
                 self._read()
             except BrokerAuthError as exc:
                 # once per cause: a misconfigured peer would otherwise log at every retry
@@ -116,8 +114,7 @@ class BrokerLink:
                 self._close()
             if self._stopped:
                 return
-            gevent.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            backoff.wait()
 
     #: Seconds a read may wait for the peer before the link counts as dead (None: forever;
     #: a hub link, which pings, sets one).

@@ -16,13 +16,13 @@ link that sends nothing (not even its PINGs) for ``LINK_IDLE`` seconds is droppe
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any, Dict, List, Optional
 
 import gevent
 from gevent.ssl import SSLSocket
 
 from ..log import Log
+from ..net.sockets import listen_tcp
 from ..protocol import broker_wire as wire
 from .broker import HELLO_TIMEOUT, Broker, _Link
 from .hub_link import LINK_IDLE
@@ -52,17 +52,7 @@ class Hub(Broker):
         self.ssl_context = ssl_context
 
     def _listen(self) -> Any:
-        from gevent import socket as gsocket
-
-        sock = gsocket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, int(self.address)))
-            sock.listen(1024)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return listen_tcp(self.host, int(self.address))
 
     def _accepted(self, sock: Any) -> Any:
         sock.settimeout(LINK_IDLE)  # a broker pings: silence means a dead or half-open link

@@ -14,7 +14,7 @@ Each worker, after fork, has its own two connections, each owned by one greenlet
   sent as one pipeline, in order, never retried (a re-sent PUBLISH duplicates).
 
 Anything that fails closes the connection and opens a new one after a capped,
-jittered backoff (50 ms to 1 s); the subscriber then subscribes to everything
+jittered backoff (``net/backoff.py``: 50 ms to 1 s); the subscriber then subscribes to everything
 again. While Redis is down, publishes are dropped and counted, and the count is
 logged once it is back (at most once, as Redis pub/sub itself). A **canary**
 publishes a probe to this worker's own key every :data:`PROBE_INTERVAL`: a probe
@@ -28,7 +28,6 @@ that is not a valid envelope is dropped, counted and logged (rate-limited).
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -40,33 +39,25 @@ from gevent.queue import Empty, Queue
 
 from ..exceptions import ProtocolError
 from ..log import Log
+from ..net.backoff import Backoff
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..protocol import redis_envelope as envelope
 from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
 from .redis_client import RedisConfig, describe_redis, redis_client
 
-__all__ = ["RedisConnector", "CONFIRM_TIMEOUT", "PROBE_INTERVAL", "RECONNECT_MIN", "RECONNECT_MAX"]
+__all__ = ["RedisConnector", "CONFIRM_TIMEOUT", "PROBE_INTERVAL"]
 
 #: Seconds a subscription waits for Redis to confirm its SUBSCRIBE; then the reply is false.
 CONFIRM_TIMEOUT = 5.0
 #: Seconds between two liveness probes; a probe not back by the next one rebuilds the connections.
 PROBE_INTERVAL = 2.0
-#: Backoff between reconnections: from this, doubled after each failure, jittered...
-RECONNECT_MIN = 0.05
-#: ... up to this.
-RECONNECT_MAX = 1.0
 #: Channels per SUBSCRIBE when subscribing to everything again.
 SUBSCRIBE_BATCH = 500
 #: Bytes of envelopes that may wait for the writer; past it, publishes are dropped (counted).
 MAX_QUEUED = 64 << 20
 #: Seconds between two log lines about invalid messages on our channels.
 INVALID_LOG_INTERVAL = 10.0
-
-
-def _jittered(delay: float) -> float:
-    """Full jitter: every worker of every server reconnects to a restarted Redis at once otherwise."""
-    return random.uniform(delay / 2, delay)
 
 
 class RedisConnector(Connector):
@@ -218,16 +209,16 @@ class RedisConnector(Connector):
     # -- the subscriber greenlet ------------------------------------------------------------------
 
     def _run_subscriber(self) -> None:
-        delay = RECONNECT_MIN
+        backoff = Backoff(jitter=True)
         while not self._stopped:
             pubsub = None
             try:
                 pubsub = redis_client(self.config, self._client_name + ":sub").pubsub(ignore_subscribe_messages=False)
                 self._subscribe_everything(pubsub)
-                delay = RECONNECT_MIN
+                backoff.reset()
                 self._read(pubsub, self._rebuilds)
             except Exception as exc:  # noqa: BLE001 - any failure: close, count, reconnect (redis-py#1581's lesson)
-                self._lost("subscriber", exc, delay, self.reader_up.is_set())
+                self._lost("subscriber", exc, backoff, self.reader_up.is_set())
             finally:
                 self.reader_up.clear()
                 self._forget_confirmations()
@@ -235,8 +226,7 @@ class RedisConnector(Connector):
                     _close_quietly(pubsub)
             if self._stopped:
                 return
-            gevent.sleep(_jittered(delay))
-            delay = min(delay * 2, RECONNECT_MAX)
+            backoff.wait()
 
     def _subscribe_everything(self, pubsub: Any) -> None:
         keys = [self._workers_key, self._probe_key]
@@ -336,17 +326,17 @@ class RedisConnector(Connector):
     # -- the writer greenlet --------------------------------------------------------------------
 
     def _run_writer(self) -> None:
-        delay = RECONNECT_MIN
+        backoff = Backoff(jitter=True)
         while not self._stopped:
             client = None
             try:
                 client = redis_client(self.config, self._client_name + ":pub")
                 _check_master(client)
                 self._back("publisher", self.writer_up)
-                delay = RECONNECT_MIN
+                backoff.reset()
                 self._write(client, self._rebuilds)
             except Exception as exc:  # noqa: BLE001 - any failure: close, count, reconnect
-                self._lost("publisher", exc, delay, self.writer_up.is_set())
+                self._lost("publisher", exc, backoff, self.writer_up.is_set())
             finally:
                 self.writer_up.clear()
                 self._drop_queued()
@@ -354,8 +344,7 @@ class RedisConnector(Connector):
                     _close_quietly(client)
             if self._stopped:
                 return
-            gevent.sleep(_jittered(delay))
-            delay = min(delay * 2, RECONNECT_MAX)
+            backoff.wait()
 
     def _write(self, client: Any, rebuilds: int) -> None:
         while not self._stopped and self._rebuilds == rebuilds:
@@ -426,15 +415,15 @@ class RedisConnector(Connector):
         else:
             self.log.debug("redis %s: %s connected", self.name, what)
 
-    def _lost(self, what: str, exc: Exception, delay: float, was_up: bool) -> None:
+    def _lost(self, what: str, exc: Exception, backoff: Backoff, was_up: bool) -> None:
         """Log a failure: a warning when a working connection broke or the first attempt failed,
         debug while it keeps failing (the backoff's attempts would flood the log)."""
         if self._stopped:
             return
         self.reconnects += 1
-        level = self.log.warning if was_up or delay == RECONNECT_MIN else self.log.debug
-        level("redis %s: %s connection %s (%s: %s); reconnecting in %.2fs", self.name, what,
-              "lost" if was_up else "failed", type(exc).__name__, exc, delay)
+        level = self.log.warning if was_up or backoff.first else self.log.debug
+        level("redis %s: %s connection %s (%s: %s); reconnecting in %.2fs at most", self.name, what,
+              "lost" if was_up else "failed", type(exc).__name__, exc, backoff.delay)
 
     def stats(self) -> Dict[str, Any]:
         """Counters and state, for health checks, monitoring and tests."""

@@ -1,7 +1,7 @@
 """Making redis-py clients for ``Scaler.Redis`` and the Emitter: URLs, Sentinel, pinned settings.
 
-The only module, with ``scale/redis.py`` and ``emitter.py``, that imports ``redis``
-(imported when first used: nothing Redis exists before a worker forks).
+The only module that imports ``redis`` (when a client is first made: nothing Redis
+exists before a worker forks); ``scale/redis.py`` and ``emitter.py`` get their clients here.
 
 Every setting whose default moved across redis-py versions is pinned here, so
 4.5 and 8.x behave alike: connect and read timeouts, TCP keepalive, no health

@@ -36,7 +36,7 @@ from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
 from ..protocol.closing import as_protocol_error, close_for
 from ..protocol.reader import BINARY, CONT, CORE, ERROR, TEXT, ClientFrameReader
-from .connection import ABORTED, CLOSING, DONE, MORE, OPEN, WAIT, Connection, ConnectionSink
+from .connection import ABORTED, CLOSING, DONE, MORE, OPEN, WAIT, Connection, ConnectionSink, ServeMode
 
 __all__ = ["BuiltinConnection"]
 
@@ -68,7 +68,7 @@ class _QuietLog:
 class BuiltinConnection(Connection):
     """A connection of the ``builtin`` engine."""
 
-    parks = True
+    serve_mode = ServeMode.PARKED
 
     __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary")
 

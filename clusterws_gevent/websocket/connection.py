@@ -50,8 +50,8 @@ from ..net.outbox import Outbox
 from ..options import WebSocketOptions
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_close, frame_header
 
-__all__ = ["Connection", "ConnectionSink", "State", "OPEN", "CLOSING", "ABORTED", "CLOSED", "WAIT", "MORE", "DONE",
-           "ABNORMAL_CLOSURE", "SLOW_CONSUMER"]
+__all__ = ["Connection", "ConnectionSink", "State", "ServeMode", "OPEN", "CLOSING", "ABORTED", "CLOSED", "WAIT",
+           "MORE", "DONE", "ABNORMAL_CLOSURE", "SLOW_CONSUMER"]
 
 #: Close code reported when the connection ended without a close frame (RFC 6455 §7.1.5).
 ABNORMAL_CLOSURE = 1006
@@ -75,6 +75,16 @@ class State(enum.IntEnum):
 
 
 OPEN, CLOSING, CLOSED, ABORTED = State.OPEN, State.CLOSING, State.CLOSED, State.ABORTED
+
+
+class ServeMode(enum.Enum):
+    """How an engine's connections wait for bytes between read steps (``websocket/driver.py``)."""
+
+    #: No greenlet while idle: a read watcher hands the readable socket to a runner greenlet
+    #: (the engine's read steps never block).
+    PARKED = "parked"
+    #: The handler's greenlet reads, blocking, for the connection's whole life.
+    GREENLET = "greenlet"
 
 #: What a read step asks of its driver: wait until the socket is readable...
 WAIT = 0
@@ -123,8 +133,8 @@ class Connection:
 
     #: Bytes asked of each ``recv``.
     recv_size = 65536
-    #: The engine reads without blocking (``read_step`` returns WAIT): its sockets are parked.
-    parks = False
+    #: How the engine's connections are served: PARKED when ``read_step`` never blocks.
+    serve_mode = ServeMode.GREENLET
 
     def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"") -> None:
         self.id = id

@@ -5,7 +5,7 @@ has, handle what it completes, say WAIT, MORE or DONE). :func:`drive` runs steps
 until the connection waits for bytes or has ended, the same way for every socket;
 when it ended, it reports the close (``Connection.end``) and releases the app's
 context. How a connection waits between steps is its :class:`ServeMode`, chosen
-once per server from its engine (:func:`serve_mode`):
+once per server from its engine (``Connection.serve_mode``):
 
 - ``PARKED`` (the default engine, for every socket: plain, TLS, Flask): no greenlet
   while idle. An event-loop watcher on the file descriptor hands a readable socket
@@ -29,7 +29,6 @@ reset and ends normally; only the exits of a greenlet or the process
 from __future__ import annotations
 
 import contextvars
-import enum
 from typing import Any, Callable, Optional
 
 from gevent import get_hub
@@ -39,27 +38,12 @@ from .. import registry
 from ..net.fairness import ReadBudget
 from ..net.loop_guard import on_loop
 from ..net.runners import Runners
-from .connection import DONE, WAIT, Connection
+from .connection import DONE, WAIT, Connection, ServeMode
 
-__all__ = ["ServeMode", "serve_mode", "Scope", "Lot", "start", "drive"]
+__all__ = ["Scope", "Lot", "start", "drive"]
 
 #: What a driver lets go on up after ending the connection: a greenlet or the process exits.
 _EXITS = (GreenletExit, SystemExit, KeyboardInterrupt)
-
-
-class ServeMode(enum.Enum):
-    """How a connection waits for bytes between its read steps (the module docstring)."""
-
-    #: No greenlet while idle: a read watcher hands the readable socket to a runner greenlet.
-    PARKED = "parked"
-    #: The handler's greenlet reads, blocking, for the connection's whole life.
-    GREENLET = "greenlet"
-
-
-def serve_mode(engine: Any) -> ServeMode:
-    """The mode of every connection of ``engine`` (a Connection class): PARKED when its
-    read steps never block (``parks``)."""
-    return ServeMode.PARKED if getattr(engine, "parks", False) else ServeMode.GREENLET
 
 
 class Scope:

@@ -29,7 +29,8 @@ from ..log import Log
 from ..options import WebSocketOptions
 from ..protocol.handshake import check_origin, check_upgrade, http_response, is_upgrade_request, switching_protocols
 from .client_assets import ClientAssets
-from .driver import Lot, Scope, ServeMode, serve_mode
+from .connection import ServeMode
+from .driver import Lot, Scope
 from .engines import load_engine
 from .info import ConnectionInfo
 from .pywsgi_adapter import HandlerAdapter
@@ -133,7 +134,7 @@ class ClusterWSHandler(HandlerAdapter):
             return ("408", http_response(408, "request not received in time"))
         if isinstance(ex, HeadersTooLarge):
             self.server.wss.stats.refuse("headers")
-            self.server.clusterws_log.warning("refused a request from %s: 431, %s", self._peer(), ex)
+            self.server.log.warning("refused a request from %s: 431, %s", self._peer(), ex)
             return ("431", http_response(431, "request header fields too large"))
         return None
 
@@ -153,8 +154,9 @@ class ClusterWSHandler(HandlerAdapter):
             super().run_application()
 
     def log_request(self) -> None:
+        """One access log line (the common log format, pywsgi's), at info level, when asked."""
         if self.server.access_log:
-            super().log_request()
+            self.server.log.info("%s", self.format_request())
 
     def _serve_operations(self) -> bool:
         """Answer ``/healthz`` and ``/metrics`` (``metrics_options``); False if it is neither."""
@@ -201,7 +203,7 @@ class ClusterWSHandler(HandlerAdapter):
             check_origin(environ, options.allowed_origins)
         except HandshakeError as exc:
             server.wss.stats.refuse({403: "origin", 404: "path"}.get(exc.status, "handshake"))
-            server.clusterws_log.warning("refused a WebSocket upgrade from %s: %d, %s", self._peer(), exc.status, exc)
+            server.log.warning("refused a WebSocket upgrade from %s: %d, %s", self._peer(), exc.status, exc)
             self._respond(exc.status, str(exc), exc.headers)
             return
         if server.through_app:
@@ -264,7 +266,7 @@ class ClusterWSHandler(HandlerAdapter):
             return None
         _, code, reason = verdict
         self.server.wss.stats.refuse("verify")
-        self.server.clusterws_log.info("refused a WebSocket upgrade from %s: %d, by verifyConnection", self._peer(),
+        self.server.log.info("refused a WebSocket upgrade from %s: %d, by verifyConnection", self._peer(),
                                        code)
         return code, reason or "connection refused"
 
@@ -283,7 +285,7 @@ class ClusterWSHandler(HandlerAdapter):
         self._set_status(101, "Switching Protocols", len(response))
         socket_id = new_socket_id()
         engine = server.engine
-        log = server.clusterws_log
+        log = server.log
         self.websocket = True
         if server.lot.mode is ServeMode.GREENLET:
             connection = engine(socket_id, self.socket, server.ws_options, log, rfile=self.rfile)
@@ -364,11 +366,11 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self.through_app = registry.app_support.is_app(application)
         #: What every WebSocket of this server shares: how it is served (chosen here, once,
         #: from the engine), the runners, and the callback of a finished one.
-        self.lot = Lot(serve_mode(self.engine), wss.runners, self.connection_closed)
+        self.lot = Lot(self.engine.serve_mode, wss.runners, self.connection_closed)
+        #: Write an access log line per request (``log_request``)...
         self.access_log = access_log
-        self.log: Any = _AccessLog(log) if access_log else self.log
-        #: Our logger (``log`` is pywsgi's access log).
-        self.clusterws_log: Log = log
+        #: ... to our logger, as everything else (pywsgi would write to its own ``log``).
+        self.log: Log = log
         self._ssl_context = ssl_context
         if ssl_context is not None:
             self.environ["wsgi.url_scheme"] = "https"
@@ -445,7 +447,7 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
                 tls.do_handshake()
             return tls
         except OSError as exc:
-            self.clusterws_log.debug("TLS handshake with %s failed: %s", address, exc)
+            self.log.debug("TLS handshake with %s failed: %s", address, exc)
             sock.close()
             return None
 
@@ -467,11 +469,3 @@ class _ErrorLog:
 
     def flush(self) -> None:
         pass
-
-
-class _AccessLog:
-    def __init__(self, log: Log) -> None:
-        self._log = log
-
-    def write(self, text: str) -> None:
-        self._log.info("%s", text.rstrip())

@@ -20,11 +20,12 @@ from clusterws_gevent.options import WebSocketOptions
 from clusterws_gevent.pubsub.hub import PubSubHub
 from clusterws_gevent.testing import wait_until
 from clusterws_gevent.websocket.builtin_engine import BuiltinConnection
-from clusterws_gevent.websocket.driver import Lot, ServeMode, start
+from clusterws_gevent.websocket.connection import ServeMode
+from clusterws_gevent.websocket.driver import Lot, start
 from clusterws_gevent.websocket.gevent_engine import GeventWebSocketConnection
 from clusterws_gevent.websocket.server import WebSocketServer
 from clusterws_gevent.websocket.socket import Socket
-from wsclient import BINARY, CLOSE, TEXT, close_payload, frame
+from wsclient import BINARY, CLOSE, CONT, TEXT, close_payload, frame
 
 LOG = Log(logging.getLogger("clusterws_gevent.tests"))
 
@@ -197,6 +198,44 @@ def test_invalid_utf8_fails_the_connection_with_1007(served, engine):
         opcode, payload = read_frame(client)
     assert opcode == CLOSE and struct.unpack("!H", payload[:2])[0] == 1007
     assert "invalid UTF-8" in str(errors[0])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fragmented_and_large_messages_arrive_whole(served, engine):
+    sock, client, finished = served(engine)
+    text = json.dumps(["e", "echo", "x" * 100_000]).encode()  # several TLS records, several reads
+    parts = [text[i:i + 7000] for i in range(0, len(text), 7000)]
+    client.sendall(b"".join(frame(TEXT if i == 0 else CONT, part, fin=i == len(parts) - 1)
+                            for i, part in enumerate(parts)))
+    with gevent.Timeout(5):
+        opcode, payload = read_frame(client)
+    assert opcode == TEXT and json.loads(payload) == ["e", "echo", "x" * 100_000]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_publish_reaches_the_subscribed_socket(served, engine):
+    sock, client, finished = served(engine)
+    server = sock._server
+    assert server.subscribe(sock, "news")
+    for i in range(3):
+        server.publish("news", {"n": i})
+    server.hub.flush()
+    with gevent.Timeout(5):
+        opcode, payload = read_frame(client)
+    assert json.loads(payload) == ["p", None, {"news": [{"n": 0}, {"n": 1}, {"n": 2}]}]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_server_close_sends_its_code_and_ends_when_the_client_answers(served, engine):
+    sock, client, finished = served(engine)
+    sock.close(4001, "done")
+    with gevent.Timeout(5):
+        assert read_frame(client) == (CLOSE, close_payload(4001, "done"))
+        client.sendall(frame(CLOSE, close_payload(4001, "done")))
+        assert client.recv(10) == b""  # the server ends TCP first (RFC 6455 §7.1.1)...
+        client.shutdown(_socket.SHUT_WR)  # ... and the client follows
+        wait_until(lambda: "released" in finished)
+    assert finished[0] == (4001, "done")
 
 
 def test_a_parked_socket_runs_its_messages_in_order_and_gives_its_runner_back(served):
