@@ -27,7 +27,7 @@ run() { # name port command...
 for _ in $(seq 1 "$ROUNDS"); do
   run project-single 9320 "$PYTHON" "$BENCH_DIR/peers/project_app.py" 9320 single
   if [ -n "${CWS_NODE_DIR:-}" ]; then
-    run cws-node-single 9321 node "$HERE/node/cws_node_app.js" 9321
+    run cws-node-single 9321 env PORT=9321 CWS_MODE=single CWS_ENGINE=ws "$CWS_NODE_DIR/launch.sh"
   fi
   run raw-gevent 9322 "$BENCH_DIR/.venv/bin/python" "$BENCH_DIR/peers/raw_gevent.py" --port 9322
   sleep 1
