@@ -30,9 +30,11 @@ from .exceptions import (
     MessageTooBig,
     OptionError,
     OptionTypeError,
+    OverCapacity,
     ProtocolError,
+    Unavailable,
 )
-from .options import LoggerOptions, ScaleOptions, TLSOptions, WebSocketOptions
+from .options import ChannelOptions, LoggerOptions, ScaleOptions, TLSOptions, WebSocketOptions
 
 if TYPE_CHECKING:
     from .emitter import Emitter
@@ -57,15 +59,18 @@ __all__ = [
     "LoggerOptions",
     "TLSOptions",
     "ScaleOptions",
+    "ChannelOptions",
     "ClusterWSError",
     "ConnectionClosedError",
     "HandshakeError",
     "IncorrectMessage",
     "InvalidData",
     "MessageTooBig",
+    "OverCapacity",
     "OptionError",
     "OptionTypeError",
     "ProtocolError",
+    "Unavailable",
 ]
 
 

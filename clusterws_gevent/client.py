@@ -25,7 +25,7 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import gevent
 from gevent import socket as gsocket
@@ -41,7 +41,7 @@ from .exceptions import ClusterWSError, ConnectionClosedError
 from .listeners import add_listener, call_user_code
 from .net.fairness import MESSAGE_COST, ReadBudget
 from .net.sockets import shutdown
-from .protocol.messages import PING, PONG, decode_message, encode_emit, encode_json
+from .protocol.messages import PING, PONG, POSITIONED, RECOVER, decode_message, encode_emit, encode_json
 
 __all__ = ["Client", "Channel", "ConnectError"]
 
@@ -81,14 +81,33 @@ class Channel(_Emitter):
 
     Events: ``subscribed`` (the server accepted), ``canceled`` (it declined, or the
     client was already subscribed). ``watch(fn)`` receives each published message.
+
+    With ``subscribe(name, recover=True)`` (the recovery extension, ``docs/protocol.md``;
+    the channel needs a history on the server, ``channel_options``) the channel keeps the
+    position of the last message it delivered (``epoch``, ``offset``), and each later
+    subscription (after a reconnection, or when the offsets show a gap) asks for what it
+    missed: every missed message is delivered, in order, before any newer one, and
+    ``recovered`` is True; or it could not be (the history lost or no longer reaching back)
+    and ``recovered`` is False: the app reloads its state. A ``recovered`` event fires with the
+    value. ``join``/``leave`` events (``socket_id, info``) come when the channel has
+    ``join_leave``.
     """
 
-    def __init__(self, client: Client, name: str) -> None:
+    def __init__(self, client: Client, name: str, recover: bool = False) -> None:
         super().__init__()
         self.client = client
         self.name = name
         #: True once the server accepted the subscription (and until unsubscribe or a disconnect).
         self.subscribed = False
+        #: Whether this channel asks for what it missed on each resubscription.
+        self.recover = recover
+        #: The stream of the last message delivered (None before the first answer).
+        self.epoch: Optional[str] = None
+        #: The offset of the last message delivered (0: none yet).
+        self.offset = 0
+        #: None until a resubscription asked for missed messages; then whether all came.
+        self.recovered: Optional[bool] = None
+        self._asking = False  # a recovery request is out: positioned messages wait for its reply
         self._answered = Event()
         self._watchers: List[Listener] = []
 
@@ -124,6 +143,54 @@ class Channel(_Emitter):
         for message in messages:
             for watcher in tuple(watchers):  # one that raises is logged; the others and the reader go on
                 call_user_code(_LOG, watcher, (message,), "watcher of channel %r failed", self.name)
+
+    def _position(self) -> Optional[List[Any]]:
+        """What a recovery request says of this channel: ``[epoch, offset]``, or None (nothing yet)."""
+        return [self.epoch, self.offset] if self.recover and self.epoch is not None else None
+
+    def _recovery_answer(self, answer: Any) -> None:
+        """The server's answer to a recovery request (``["s","r",...]``)."""
+        self._asking = False
+        if not isinstance(answer, dict):
+            self._answer(False)
+            return
+        asked = self.epoch is not None
+        epoch, offset = answer.get("epoch"), answer.get("offset")
+        recovered = bool(answer.get("recovered"))
+        if recovered:
+            for item in answer.get("publications") or ():
+                if isinstance(item, list) and len(item) == 2 and isinstance(item[0], int) and item[0] > self.offset:
+                    self.offset = item[0]
+                    self._deliver((item[1],))
+        if isinstance(epoch, str) and isinstance(offset, int):
+            self.epoch, self.offset = epoch, offset
+        else:  # no position to hold (no history, or it could not be read): the next message gives one
+            self.epoch, self.offset = None, 0
+        self._answer(True)
+        if asked:
+            self.recovered = recovered
+            self._emit("recovered", recovered)
+
+    def _positioned(self, entry: Any) -> None:
+        """``[epoch, first offset, [messages]]`` from a positioned publish frame: delivered
+        past the last offset (a message that came in the recovery reply is not delivered
+        again); a skipped offset or a new epoch asks the server for what is missing."""
+        if self._asking or not (isinstance(entry, list) and len(entry) == 3):
+            return  # the reply to the request out carries these (from the history, or kept aside)
+        epoch, first, messages = entry
+        if not isinstance(first, int) or not isinstance(messages, list):
+            return
+        if self.epoch is None:  # nothing to follow on from: this message's position is ours
+            self.epoch, self.offset = epoch, first - 1
+        elif epoch != self.epoch or first > self.offset + 1:
+            _LOG.debug("channel %r: a gap before offset %s (at %s of %s); recovering", self.name, first,
+                       self.offset, self.epoch)
+            self.client._ask_recovery([self])
+            return
+        skip = self.offset + 1 - first
+        if skip < len(messages):
+            self.offset = first + len(messages) - 1
+            self._deliver(messages[skip:] if skip > 0 else messages)
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} subscribed={self.subscribed}>"
@@ -232,7 +299,10 @@ class Client(_Emitter):
         if self.auto_resubscribe and self._channels:
             for channel in self._channels.values():
                 channel._answered.clear()
-            self._send_raw(encode_json(["s", "s", list(self._channels)]))
+            plain = [name for name, channel in self._channels.items() if not channel.recover]
+            if plain:
+                self._send_raw(encode_json(["s", "s", plain]))
+            self._ask_recovery([channel for channel in self._channels.values() if channel.recover])
 
     def send(self, event_or_raw: Union[str, bytes], data: Any = ...) -> None:
         """``send(event, data)`` emits ``["e", event, data]``; ``send(raw)`` sends text or bytes as they are.
@@ -248,14 +318,26 @@ class Client(_Emitter):
             return
         self._send_raw(encode_emit(str(event_or_raw), data))
 
-    def subscribe(self, name: str) -> Channel:
-        """The channel ``name``, subscribing to it (again, if it already exists)."""
+    def subscribe(self, name: str, recover: bool = False, since: Optional[Tuple[str, int]] = None) -> Channel:
+        """The channel ``name``, subscribing to it (again, if it already exists).
+
+        With ``recover``, the channel asks for what it missed on every resubscription (see
+        :class:`Channel`): the server must keep the channel's history (``channel_options``).
+        ``since`` (``(epoch, offset)``, e.g. from ``wss.history``; implies ``recover``) asks
+        for what came after that position on the first subscription too.
+        """
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = Channel(self, name)
+            channel = self._channels[name] = Channel(self, name, recover)
+        channel.recover = channel.recover or recover or since is not None
+        if since is not None:
+            channel.epoch, channel.offset = since[0], int(since[1])
         channel._answered.clear()
         if self.ready_state == OPEN:
-            self._send_raw(encode_json(["s", "s", [name]]))
+            if channel.recover:
+                self._ask_recovery([channel])
+            else:
+                self._send_raw(encode_json(["s", "s", [name]]))
         return channel
 
     def get_channel_by_name(self, name: str) -> Optional[Channel]:
@@ -300,9 +382,14 @@ class Client(_Emitter):
             if isinstance(param, str) and param not in _RESERVED:
                 self._emit(param, data)
         elif kind == "p" and isinstance(data, dict):
+            positioned = param == POSITIONED
             for name, messages in data.items():
                 channel = self._channels.get(name)
-                if channel is not None and isinstance(messages, list):
+                if channel is None:
+                    continue
+                if positioned:
+                    channel._positioned(messages)
+                elif isinstance(messages, list):
                     channel._deliver(messages)
         elif kind == "s":
             if param == "s" and isinstance(data, dict):
@@ -310,6 +397,15 @@ class Client(_Emitter):
                     channel = self._channels.get(name)
                     if channel is not None:
                         channel._answer(bool(accepted))
+            elif param == RECOVER and isinstance(data, dict):
+                for name, answer in data.items():
+                    channel = self._channels.get(name)
+                    if channel is not None:
+                        channel._recovery_answer(answer)
+            elif param in ("j", "l") and isinstance(data, list) and len(data) == 3:
+                channel = self._channels.get(data[0]) if isinstance(data[0], str) else None
+                if channel is not None:
+                    channel._emit("join" if param == "j" else "leave", data[1], data[2])
             elif param == "c" and isinstance(data, dict):
                 self.config = data
                 if data.get("autoPing") and self._watchdog is None:
@@ -422,7 +518,7 @@ class Client(_Emitter):
     def _disconnected(self, sock: Any, code: int, reason: str) -> None:
         self._opened.clear()
         for channel in self._channels.values():
-            channel.subscribed = False
+            channel.subscribed = channel._asking = False
         try:
             sock.close()
         except OSError:
@@ -469,6 +565,18 @@ class Client(_Emitter):
     def _abort_if_closing(self, proto: ClientProtocol) -> None:
         if proto is self._proto and proto.state is CLOSING:
             shutdown(self._sock)
+
+    def _ask_recovery(self, channels: List[Channel]) -> None:
+        """Subscribe ``channels`` with their positions (``["s","r",...]``): the server answers
+        with what each missed, or that it cannot."""
+        if not channels or self.ready_state != OPEN:
+            return
+        for channel in channels:
+            channel._asking = True
+        try:
+            self._send_raw(encode_json(["s", RECOVER, {channel.name: channel._position() for channel in channels}]))
+        except (ConnectionClosedError, OSError):
+            pass  # the reconnection asks again
 
     def _forget_channel(self, channel: Channel) -> None:
         if self._channels.get(channel.name) is channel:

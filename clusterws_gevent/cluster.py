@@ -95,6 +95,28 @@ class ClusterWS:
         """Send ``data`` to onWorkerMessage of every other worker (see :meth:`publish`)."""
         self._worker().wss.publish_to_workers(data)
 
+    def history(self, channel: str, limit: Optional[int] = None) -> Any:
+        """The channel's kept messages (``channel_options``), as ``wss.history``: an object with
+        ``messages`` (``(offset, data)`` oldest first), ``offset`` and ``epoch``. A page rendered
+        with them subscribes from that position (``subscribe(channel, {recover: true, since:
+        {epoch, offset}})``) and misses nothing in between. Call it in a worker (see :meth:`publish`).
+
+        Raises:
+            RuntimeError: no worker serves in this process.
+            Unavailable: the channel's owner (a broker, Redis) did not answer.
+        """
+        return self._worker().wss.history(channel, limit)
+
+    def presence(self, channel: str) -> Dict[str, Any]:
+        """``{socket id: {"user": ...}}`` of ``channel`` over every worker and server (``wss.presence``)."""
+        presence: Dict[str, Any] = self._worker().wss.presence(channel)
+        return presence
+
+    def presence_stats(self, channel: str) -> Dict[str, int]:
+        """``{"clients": n, "users": m}`` of ``channel`` (``wss.presence_stats``)."""
+        stats: Dict[str, int] = self._worker().wss.presence_stats(channel)
+        return stats
+
     def test_client(self, flask_test_client: Any = None, path: str = "/", headers: Any = None) -> Any:
         """A :class:`~clusterws_gevent.test_client.TestClient`: this ClusterWS's worker serves in
         the test's process, and the connection carries ``flask_test_client``'s cookies."""

@@ -45,7 +45,7 @@ class LogLevel(enum.IntEnum):
 
 
 class Middleware(enum.Enum):
-    """The six middleware kinds of ``wss.add_middleware``."""
+    """The middleware kinds of ``wss.add_middleware``: the seed's six, and ``onPublish``."""
 
     verifyConnection = "verifyConnection"
     """``fn(info, next)``: accept or refuse an upgrade request."""
@@ -59,12 +59,16 @@ class Middleware(enum.Enum):
     """``fn(channel)``: the last subscriber of a channel left this process."""
     onWorkerMessage = "onWorkerMessage"
     """``fn(message)``: a message from ``publish_to_workers`` of another worker."""
+    onPublish = "onPublish"
+    """``fn(socket, channel, message, next)``: allow (``next(True)``) or refuse (``next(False)``)
+    a client's publish to a channel it is subscribed to; without it, every such publish goes out."""
     VERIFY_CONNECTION = "verifyConnection"
     ON_SUBSCRIBE = "onSubscribe"
     ON_UNSUBSCRIBE = "onUnsubscribe"
     ON_CHANNEL_OPEN = "onChannelOpen"
     ON_CHANNEL_CLOSE = "onChannelClose"
     ON_WORKER_MESSAGE = "onWorkerMessage"
+    ON_PUBLISH = "onPublish"
     onMessageFromWorker = "onWorkerMessage"
     """The seed's older name of :attr:`onWorkerMessage`."""
 

@@ -8,9 +8,11 @@
     ├── HandshakeError                      an HTTP upgrade we refuse (carries the HTTP status)
     ├── ProtocolError                       the peer broke RFC 6455 (carries the close code)
     │   ├── InvalidData                     invalid UTF-8 in a text message (1007)
-    │   └── MessageTooBig                   a message over ``max_message_size`` (1009)
+    │   ├── MessageTooBig                   a message over ``max_message_size`` (1009)
+    │   └── OverCapacity                    the worker's message memory is full (1013)
     ├── IncorrectMessage                    a frame that is not a ClusterWS message
     ├── BrokerAuthError                     a broker's address answered without our cluster key
+    ├── Unavailable                         history or presence could not be read (the owner is down)
     └── ConnectionClosedError               a write to a socket that is no longer open
 
     HaltServer (BaseException)              a process must exit with ``exit_code``
@@ -32,8 +34,10 @@ __all__ = [
     "ProtocolError",
     "InvalidData",
     "MessageTooBig",
+    "OverCapacity",
     "IncorrectMessage",
     "BrokerAuthError",
+    "Unavailable",
     "ConnectionClosedError",
     "HaltServer",
 ]
@@ -98,6 +102,13 @@ class MessageTooBig(ProtocolError):
     close_code = 1009
 
 
+class OverCapacity(ProtocolError):
+    """The worker cannot take this message now: the messages of all sockets hold
+    ``max_message_memory`` already. The socket closes with 1013 (try again later)."""
+
+    close_code = 1013
+
+
 class IncorrectMessage(ClusterWSError):
     """A message that is not a ClusterWS protocol message.
 
@@ -110,6 +121,11 @@ class IncorrectMessage(ClusterWSError):
     def __init__(self, detail: str = "") -> None:
         super().__init__(self.MESSAGE)
         self.detail = detail
+
+
+class Unavailable(ClusterWSError):
+    """A channel's history or presence could not be read: its owner (a broker, Redis) did not
+    answer in time, or the link to it is down."""
 
 
 class ConnectionClosedError(ClusterWSError):

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .enums import LogLevel
+from .quoting import quote
 
-__all__ = ["LOGGER_NAME", "Log", "make_log"]
+__all__ = ["LOGGER_NAME", "Log", "make_log", "quote", "REFUSAL_INTERVAL"]
 
 LOGGER_NAME = "clusterws_gevent"
+#: Seconds between two log lines of the same kind of refusal (the others are counted).
+REFUSAL_INTERVAL = 1.0
 
 
 class Log:
@@ -27,13 +31,15 @@ class Log:
             (or warn)/error methods.
     """
 
-    __slots__ = ("target", "_std", "debug_enabled")
+    __slots__ = ("target", "_std", "debug_enabled", "_refused_at", "_held")
 
     def __init__(self, target: Any) -> None:
         self.target = target
         self._std = isinstance(target, (logging.Logger, logging.LoggerAdapter))
         #: Cached, so that hot paths skip building debug messages (websockets' ``self.debug``).
         self.debug_enabled = target.isEnabledFor(logging.DEBUG) if self._std else True
+        self._refused_at: Dict[str, float] = {}  # by kind of refusal: when it was last logged
+        self._held: Dict[str, int] = {}  # by kind: refusals not logged since
 
     def _emit(self, method: str, msg: str, args: Tuple[Any, ...], exc_info: bool = False) -> None:
         if self._std:
@@ -68,6 +74,22 @@ class Log:
     def exception(self, msg: str, *args: Any) -> None:
         """Log at error level with the traceback of the exception being handled."""
         self._emit("error", msg, args, exc_info=True)
+
+    def refusal(self, kind: str, msg: str, *args: Any) -> None:
+        """Log a refusal (a warning) of ``kind`` (its rule) at most once per
+        :data:`REFUSAL_INTERVAL`; the line says how many more came meanwhile. A flood of
+        refusals costs a line a second, not a line each."""
+        now = time.monotonic()
+        last = self._refused_at.get(kind)
+        if last is not None and now - last < REFUSAL_INTERVAL:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return
+        self._refused_at[kind] = now
+        held = self._held.pop(kind, 0)
+        if held:
+            msg += " (and %d more %s refusal(s) in the last %.1fs)"
+            args += (held, kind, now - (last or now))
+        self._emit("warning", msg, args)
 
 
 def make_log(logger: Any = None, level: LogLevel = LogLevel.INFO) -> Log:

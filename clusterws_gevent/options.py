@@ -37,6 +37,9 @@ __all__ = [
     "DefaultScalerOptions",
     "ScaleOptions",
     "MetricsOptions",
+    "ChannelOptions",
+    "NamespaceOptions",
+    "ChannelPolicy",
     "Options",
     "camel_case",
     "iter_settings",
@@ -153,7 +156,9 @@ def _origins(name: str, value: Any) -> Union[None, str, Tuple[str, ...]]:
     return tuple(origin.lower() for origin in origins)
 
 
-def _prefix(name: str, value: Any) -> str:
+def _prefix(name: str, value: Any) -> Optional[str]:
+    if value is None:
+        return None
     if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", value):
         raise OptionError(name, f"must be 1-64 letters, digits, '_', '.' or '-', got {value!r}")
     return value
@@ -388,8 +393,16 @@ class WebSocketOptions(OptionGroup):
     max_channel_length: int = option(255, validator=_positive_int, metavar="BYTES", help=(
         "Longest channel name, in UTF-8 bytes; a longer one is refused (false in the subscribe reply)."))
     max_channels_per_socket: int = option(1000, validator=_positive_int, metavar="COUNT", help=(
-        "Channels one socket may be subscribed to (and names one subscribe request may hold); "
-        "past it, subscriptions are refused."))
+        "Channels one socket may be subscribed to; past it, subscriptions are refused (false). A subscribe "
+        "request naming more is refused whole, before it is decoded (the socket's error listener decides)."))
+    max_message_memory: int = option(64 << 20, validator=_positive_int, metavar="BYTES", help=(
+        "Bytes the incoming messages of all sockets of a worker may hold at once, being assembled, decoded "
+        "and handled (a message's decoded size is estimated from its text); a message that does not fit "
+        "closes its socket with 1013 (try again later)."))
+    max_connections: int = option(10000, validator=_positive_int, metavar="COUNT", help=(
+        "Connections (HTTP and WebSocket) a worker holds at once; past it, a new connection gets 503 with "
+        "Retry-After. 10,000 idle sockets take 22 MiB, and a busy one up to its max_outbox_size: with the "
+        "kernel's socket buffers, about what a 2 GiB worker holds safely; run more workers for more."))
 
 
 @dataclass(frozen=True)
@@ -420,6 +433,130 @@ class MetricsOptions(OptionGroup):
     health_path: Optional[str] = option("/healthz", validator=_ws_path, cli="--health-path", metavar="PATH", help=(
         "A health check: 200 while the worker serves and its pub/sub links are up, 503 otherwise; "
         "served even when metrics are off; None does not serve it."))
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionTypeError(name, f"must be an integer, got {value!r}")
+    if value < 0:
+        raise OptionError(name, f"must be 0 or more, got {value}")
+    return value
+
+
+def _json_object(name: str, value: Any) -> Any:
+    """A group given on the command line as JSON (``--channel-options '{...}'``)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise OptionError(name, f"must be a JSON object: {exc}") from None
+    return value
+
+
+class ChannelPolicy:
+    """What one channel has: the ``channel_options`` of its namespace over the defaults.
+
+    Attributes:
+        history_size: messages kept (0: no history).
+        history_ttl: seconds they are kept after the channel's last publish.
+        presence: who is subscribed is kept (``wss.presence``).
+        join_leave: subscribers that asked for the extension are told who comes and goes.
+    """
+
+    __slots__ = ("history_size", "history_ttl", "presence", "join_leave")
+
+    def __init__(self, history_size: int, history_ttl: float, presence: bool, join_leave: bool) -> None:
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        self.presence = presence
+        self.join_leave = join_leave and presence
+
+    @property
+    def history(self) -> bool:
+        """Whether the channel keeps a history (its publishes get offsets)."""
+        return self.history_size > 0 and self.history_ttl > 0
+
+    def __repr__(self) -> str:
+        return (f"<ChannelPolicy history {self.history_size} for {self.history_ttl:g}s, presence {self.presence}, "
+                f"join_leave {self.join_leave}>")
+
+
+@dataclass(frozen=True)
+class NamespaceOptions(OptionGroup):
+    """One namespace of ``channel_options["namespaces"]``: what it says overrides the defaults."""
+
+    history_size: Optional[int] = option(None, validator=lambda n, v: None if v is None else _non_negative_int(n, v),
+                                         cli=None, help="Messages kept per channel of the namespace.")
+    history_ttl: Optional[float] = option(None, validator=lambda n, v: None if v is None else _positive_number(n, v),
+                                          cli=None, help="Seconds a channel's history is kept after its last publish.")
+    presence: Optional[bool] = option(None, validator=lambda n, v: None if v is None else _bool(n, v), cli=None,
+                                      help="Keep who is subscribed to the namespace's channels.")
+    join_leave: Optional[bool] = option(None, validator=lambda n, v: None if v is None else _bool(n, v), cli=None,
+                                        help="Tell subscribers who comes and goes (needs presence).")
+
+
+def _namespaces(name: str, value: Any) -> Dict[str, NamespaceOptions]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise OptionTypeError(name, f"must be a dict of namespace name to options, got {value!r}")
+    result = {}
+    for namespace, options in value.items():
+        if not isinstance(namespace, str) or not namespace or ":" in namespace:
+            raise OptionError(name, f"a namespace is a non-empty name without ':', got {namespace!r}")
+        result[namespace] = NamespaceOptions.coerce(f"{name}.{namespace}", options)
+    return result
+
+
+@dataclass(frozen=True)
+class ChannelOptions(OptionGroup):
+    """``channel_options``: history, recovery and presence, per channel namespace.
+
+    The top level is every channel's default; a channel named ``NS:rest`` takes
+    ``namespaces[NS]`` over it.
+    """
+
+    history_size: int = option(0, validator=_non_negative_int, metavar="COUNT", help=(
+        "Messages kept per channel for recovery and wss.history(); 0 keeps none (no offsets: the seed's "
+        "behaviour and cost)."))
+    history_ttl: float = option(300.0, validator=_positive_number, metavar="SECONDS", help=(
+        "Seconds a channel's history is kept after its last publish; then it is dropped, with its epoch."))
+    presence: bool = option(False, validator=_bool, help=(
+        "Keep who is subscribed to each channel, over every worker and server (wss.presence())."))
+    join_leave: bool = option(False, validator=_bool, help=(
+        "Send join and leave events to the subscribers that asked for them (needs presence)."))
+    namespaces: Dict[str, NamespaceOptions] = option(default_factory=dict, validator=_namespaces, cli=None, help=(
+        "Options per namespace: a channel named NS:rest takes namespaces[NS] over the defaults."))
+    max_history_bytes: int = option(64 << 20, validator=_positive_int, metavar="BYTES", help=(
+        "Bytes the histories of one owner (the process, or a broker) may hold in all; past it, the channels "
+        "published to least recently lose theirs (and their epoch)."))
+    presence_ttl: float = option(60.0, validator=_positive_number, metavar="SECONDS", help=(
+        "With Scaler.Redis: seconds a crashed worker's or server's sockets stay in presence (each worker "
+        "refreshes its own well within it)."))
+
+    def policy(self, channel: str) -> ChannelPolicy:
+        """What ``channel`` has (its namespace's options over the defaults)."""
+        namespace = channel.partition(":")[0] if ":" in channel else None
+        cache: Dict[Optional[str], ChannelPolicy] = self.__dict__.setdefault("_policies", {})
+        policy = cache.get(namespace)
+        if policy is None:
+            found = self.namespaces.get(namespace) if namespace is not None else None
+            values = [getattr(found, name) if found is not None and getattr(found, name) is not None
+                      else getattr(self, name) for name in ("history_size", "history_ttl", "presence", "join_leave")]
+            policy = cache[namespace] = ChannelPolicy(*values)
+        return policy
+
+    @property
+    def any_history(self) -> bool:
+        """Whether some channel may keep a history."""
+        return self.history_size > 0 or any(ns.history_size for ns in self.namespaces.values())
+
+    @property
+    def any_presence(self) -> bool:
+        """Whether some channel may keep presence."""
+        return self.presence or any(ns.presence for ns in self.namespaces.values())
 
 
 @dataclass(frozen=True)
@@ -561,8 +698,10 @@ class ScaleOptions(OptionGroup):
     redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL", help=(
         "Redis of Scaler.Redis: redis://, rediss:// (TLS), unix:// or redis+sentinel://h1:p1,h2:p2/db/service, "
         "or redis-py connection kwargs."))
-    redis_prefix: str = option("cws", validator=_prefix, help=(
-        "Namespace of our Redis channels: app channel X is <prefix>:c:X, publish_to_workers <prefix>:w."))
+    redis_prefix: Optional[str] = option(None, validator=_prefix, show_default="cws, or cws.dbN for database N", help=(
+        "Namespace of our Redis channels: app channel X is <prefix>:c:X, publish_to_workers <prefix>:w. Pub/sub "
+        "ignores the database number, so the default holds it: two apps on two databases of one Redis never "
+        "meet; give each app its own prefix on one database."))
     default: DefaultScalerOptions = group(DefaultScalerOptions, help="Options of the built-in brokers.")
 
     def _check(self) -> None:
@@ -594,6 +733,10 @@ class Options(OptionGroup):
         "Serve https:// and wss://: an ssl.SSLContext, or a dict of tls_options."))
     scale_options: ScaleOptions = group(ScaleOptions, help="Processes of Mode.Scale.")
     metrics_options: MetricsOptions = group(MetricsOptions, help="Prometheus metrics and the health check.")
+    channel_options: ChannelOptions = option(None, validator=lambda n, v: ChannelOptions.coerce(n, _json_object(n, v)),
+                                             inner=ChannelOptions, metavar="JSON", kind="str", help=(
+        "History, recovery and presence: {history_size, history_ttl, presence, join_leave, namespaces: {NS: {...}}, "
+        "...}, as a dict (snake_case or camelCase keys) or, on the command line, JSON."))
 
     def _check(self) -> None:
         if not callable(self.worker):

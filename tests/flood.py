@@ -4,7 +4,10 @@ as the server takes it, for a given time. Run as ``python flood.py PORT SECONDS 
 
 Kinds: ``event`` floods ``["e","nolistener",1]`` (no listener: the cheapest message
 to handle, so the server spends its time reading); ``publish`` subscribes to a
-channel and floods 200 KB publishes to it (every message comes back to itself).
+channel and floods 200 KB publishes to it (every message comes back to itself);
+``http`` pipelines HTTP requests on one keep-alive connection (``GET /healthz``, the
+browser client with its ETag: 304s, and ``GET /`` of the Flask app), and a thread
+reads the answers as fast as they come, so the server never waits to write them.
 """
 from __future__ import annotations
 
@@ -29,8 +32,48 @@ def connect(port: int, wait: float) -> WSClient:
             time.sleep(0.05)
 
 
+def pipeline(port: int, seconds: float) -> int:
+    """Pipeline requests on one keep-alive connection for ``seconds``; returns the bytes sent."""
+    import threading
+
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /clusterws.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    etag = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"etag:")]
+    requests = (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                b"GET /clusterws.js HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: " + etag[0] + b"\r\n\r\n"
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") * 64
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                if not sock.recv(1 << 20):
+                    return
+            except OSError:
+                return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    sent = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            sock.sendall(requests)
+        except OSError:
+            break
+        sent += len(requests)
+    stop.set()
+    sock.close()
+    return sent
+
+
 def flood(port: int, seconds: float, kind: str = "event", wait: float = 0.0) -> int:
     """Send for ``seconds``; returns the bytes the server took."""
+    if kind == "http":
+        return pipeline(port, seconds)
     client = connect(port, wait)
     client.recv_json()  # the configuration message
     if kind == "publish":

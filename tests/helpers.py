@@ -5,6 +5,11 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
 
 from wsclient import WSClient
 
@@ -149,6 +154,14 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
+def reset_peak(pid: int) -> int:
+    """Make a process's peak resident memory (``VmHWM``) its current one (Linux's clear_refs);
+    returns that, in KiB: what ``rss_kib(pid, "VmHWM")`` later compares with."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear:
+        clear.write("5")
+    return rss_kib(pid, "VmHWM")
+
+
 UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
 
@@ -172,3 +185,29 @@ def open_idle(port, count, batch=50, headers=b"", tls=None):
             assert head.startswith(b"HTTP/1.1 101 ")
         sockets += opened
     return sockets
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def start_flooder(port: int, seconds: float, kind: str = "event") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(TESTS_DIR / "flood.py"), str(port), str(seconds), kind],
+                            cwd=str(TESTS_DIR), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def echo_latencies(port: int, seconds: float) -> List[float]:
+    """Round trips of one well-behaved client, back to back, for ``seconds``."""
+    latencies = []
+    with WSClient(port, "/", timeout=10) as client:
+        client.recv_json()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            client.emit("echo", "ping")
+            assert client.recv_event("echo") == "ping"
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def p99(values: List[float]) -> float:
+    return sorted(values)[int(len(values) * 0.99)]

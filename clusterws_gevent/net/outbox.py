@@ -11,10 +11,12 @@ writable: no greenlet per slow socket. A TLS connection is written the same
 way, through :class:`~clusterws_gevent.net.tls_socket.TLSSocket` (OpenSSL
 encrypts as it writes; a write it could not finish is offered again, whole).
 
-When the waiting bytes would pass ``limit`` (a frame larger than ``limit`` is
-refused even when nothing waits), the outbox calls ``on_overflow`` (the
-connection closes the socket or drops the message) instead of growing: memory
-stays bounded whatever the client does.
+When what waits would pass ``limit`` (a frame larger than ``limit`` is refused
+even when nothing waits), the outbox calls ``on_overflow`` (the connection
+closes the socket or drops the message) instead of growing: memory stays
+bounded whatever the client does. What waits is counted as the memory it holds:
+each frame's bytes plus :data:`BUFFER_COST` (a client that sends pings and never
+reads queues 2-byte pongs that each hold 60 bytes).
 
 ``_on_writable`` runs on the event loop (``loop_`` callbacks must never block or
 switch greenlets: see ``net/loop_guard.py``).
@@ -31,12 +33,14 @@ from gevent import get_hub
 from .sockets import shutdown
 from .tls_socket import TLSSocket, from_gevent
 
-__all__ = ["Outbox", "writable_socket"]
+__all__ = ["Outbox", "writable_socket", "BUFFER_COST"]
 
 Buffer = Union[bytes, memoryview]
 
 #: Buffers given to one ``sendmsg`` when draining (IOV_MAX is 1024 on Linux).
 _MAX_IOV = 256
+#: What a waiting frame holds beyond its bytes: the bytes object's header and its queue slot.
+BUFFER_COST = 64
 
 
 def writable_socket(sock: Any) -> Any:
@@ -85,7 +89,8 @@ class Outbox:
 
     @property
     def queued(self) -> int:
-        """Bytes accepted but not yet taken by the kernel."""
+        """Memory held by what was accepted and not yet taken by the kernel (bytes, plus
+        :data:`BUFFER_COST` per frame)."""
         return self._queued
 
     def write(self, data: bytes) -> bool:
@@ -96,7 +101,7 @@ class Outbox:
         """
         if self.closed or self._eof:
             return False
-        if self._queued + len(data) > self._limit:
+        if self._queued + len(data) + BUFFER_COST > self._limit:
             # Checked before any byte is sent, even to an empty outbox: a frame is sent
             # whole or not at all, and no frame may make the outbox pass its limit.
             self._on_overflow(self._queued, len(data))
@@ -104,7 +109,7 @@ class Outbox:
         queue = self._queue
         if queue:
             queue.append(data)
-            self._queued += len(data)
+            self._queued += len(data) + BUFFER_COST
             return True
         try:
             sent = self._raw.send(data)
@@ -119,7 +124,7 @@ class Outbox:
         if queue is None:
             queue = self._queue = deque()
         queue.append(rest)
-        self._queued += len(rest)
+        self._queued += len(rest) + BUFFER_COST
         if self._watcher is None:
             self._watcher = get_hub().loop.io(self._raw.fileno(), 2)  # 2: writable
         self._watcher.start(self.loop_on_writable)
@@ -168,6 +173,7 @@ class Outbox:
                 if sent >= len(head):
                     sent -= len(head)
                     queue.popleft()
+                    self._queued -= BUFFER_COST
                 else:
                     queue[0] = memoryview(head)[sent:]
                     return  # the kernel is full; wait for the next writable event

@@ -6,16 +6,19 @@ Brokers listen on one or the other: a given ``brokers_ports`` entry is a port on
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import socket as stdlib_socket
+import struct
+import termios
 from typing import Any, List, Protocol, Tuple, Union
 
 from gevent import socket
 
 from ..constants import BACKLOG
 
-__all__ = ["Address", "describe", "listen", "listen_tcp", "connect", "set_nodelay", "shutdown", "recv_frames",
-           "FrameParser", "LOOPBACK"]
+__all__ = ["Address", "describe", "listen", "listen_tcp", "connect", "set_nodelay", "shutdown", "unsent_bytes",
+           "recv_frames", "FrameParser", "LOOPBACK"]
 
 #: A TCP port on :data:`LOOPBACK`, or the path of a Unix socket.
 Address = Union[int, str]
@@ -117,6 +120,15 @@ def recv_frames(sock: Any, parser: FrameParser) -> List[Tuple[int, bytes]]:
             return []
         frames = parser.feed(data)
     return frames
+
+
+def unsent_bytes(sock: Any) -> int:
+    """Bytes written to ``sock`` that its peer has not acknowledged yet (Linux's SIOCOUTQ):
+    what a peer that stopped reading leaves in the kernel; 0 if it cannot be told."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 def shutdown(sock: Any, how: int = stdlib_socket.SHUT_RDWR) -> None:

@@ -18,7 +18,7 @@ from ..enums import Scaler
 from ..exceptions import HaltServer
 from ..log import Log
 from ..net.sockets import Address, describe, listen_tcp
-from ..options import Options
+from ..options import ChannelOptions, Options
 from ..pubsub.connector import Connector
 from ..scale.broker import Broker
 from ..scale.broker_client import BrokerConnector
@@ -142,9 +142,11 @@ def make_connector(options: Options, context: ChildContext, worker_id: int,
     scale = options.scale_options
     if scale.scaler is Scaler.Redis:
         from ..scale.redis import RedisConnector  # imports redis: only where it is used
+        from ..scale.redis_client import default_prefix
 
         assert scale.redis is not None  # the options require it with Scaler.Redis
-        return RedisConnector(scale.redis, scale.redis_prefix, worker_id, context.log)
+        return RedisConnector(scale.redis, scale.redis_prefix or default_prefix(scale.redis), worker_id, context.log,
+                              options.channel_options)
     return BrokerConnector(broker_addresses, context.key, worker_id, context.log)
 
 
@@ -158,13 +160,13 @@ def balance_connections(worker: Worker, table: LoadTable) -> AcceptGate:
 
 
 def run_broker_process(context: ChildContext, address: Address, stop_timeout: float,
-                       hubs: Optional[HubRouter] = None) -> int:
+                       hubs: Optional[HubRouter] = None, channels: Optional[ChannelOptions] = None) -> int:
     """A broker on ``address`` (joined to the horizontal hubs, if ``hubs``). Returns the exit code.
 
     Args:
         stop_timeout: how long a stopping broker waits for its workers to leave.
     """
-    broker = Broker(address, context.key, context.log, hubs)
+    broker = Broker(address, context.key, context.log, hubs, channels)
     if hubs is not None:
         hubs.deliver = broker.deliver_from_hub
     try:
@@ -181,9 +183,11 @@ def run_broker_process(context: ChildContext, address: Address, stop_timeout: fl
     return OK
 
 
-def run_hub_process(context: ChildContext, host: str, port: int, key: bytes, ssl_context: Any) -> int:
-    """The horizontal scaler hub on ``host:port``. Returns the exit code."""
-    hub = Hub(host, port, key, context.log, ssl_context)
+def run_hub_process(context: ChildContext, host: str, port: int, key: bytes, ssl_context: Any,
+                    local_path: Optional[str] = None) -> int:
+    """The horizontal scaler hub on ``host:port`` (and ``local_path``, a Unix socket for this
+    server's own brokers). Returns the exit code."""
+    hub = Hub(host, port, key, context.log, ssl_context, local_path)
     try:
         hub.start()
     except OSError as exc:

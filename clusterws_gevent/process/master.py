@@ -137,6 +137,8 @@ class Master:
             self._metrics_directory = prepare_metrics_directory(self.options.metrics_options, self.log)
             if not self.broker_addresses and self.options.scale_options.scaler is Scaler.Default:
                 self.broker_addresses = self._private_broker_addresses()
+            if self.hub_port is not None:
+                self._private_directory()  # made here, before any fork: every child names the same one
             self._loop()
         except HaltServer as exc:
             self.log.error("stopping: %s", exc.reason)
@@ -424,7 +426,8 @@ class Master:
             if kind is HUB:
                 code = self._run_hub(context, int(slot))
             elif kind is BROKER:
-                code = run_broker_process(context, slot, self.graceful_timeout + KILL_MARGIN, self._hub_router(slot))
+                code = run_broker_process(context, slot, self.graceful_timeout + KILL_MARGIN, self._hub_router(slot),
+                                          self.options.channel_options)
             else:
                 code = run_worker_process(context, self.options, int(slot), self.listener, self.broker_addresses,
                                           self.load_table)
@@ -435,7 +438,7 @@ class Master:
     def _run_hub(self, context: ChildContext, port: int) -> int:
         assert self.horizontal is not None and self.horizontal.master_options is not None
         return run_hub_process(context, self.options.host or "", port, hub_key(self.horizontal.key or ""),
-                               self.horizontal.master_options.tls_options)
+                               self.horizontal.master_options.tls_options, self._hub_local_path())
 
     def _hub_router(self, address: Slot) -> Optional[HubRouter]:
         """The links of broker ``address`` to the hubs (its own server's first), or None."""
@@ -443,9 +446,8 @@ class Master:
         if horizontal is None:
             return None
         urls = list(horizontal.scalers_urls)
-        if self.hub_port is not None:
-            tls = horizontal.master_options is not None and horizontal.master_options.tls_options is not None
-            urls.insert(0, f"{'wss' if tls else 'ws'}://127.0.0.1:{self.hub_port}")
+        if self.hub_port is not None:  # this server's own hub: on a private Unix socket, no certificate
+            urls.insert(0, "unix:" + self._hub_local_path())
         context = ssl.create_default_context(cafile=horizontal.ca_certs) if any(
             url.startswith("wss://") for url in urls) else None
         index = self.broker_addresses.index(address) + 1
@@ -496,9 +498,17 @@ class Master:
         """Unix sockets in a directory only this user can enter (mkdtemp makes it 0700):
         no other app's brokers collide with ours, and no other user's process can take
         or reach a broker's address. Removed when the master exits."""
-        self._runtime_dir = tempfile.mkdtemp(prefix="clusterws-")
         brokers = self.options.scale_options.default.brokers
-        return [os.path.join(self._runtime_dir, f"broker-{index}.sock") for index in range(1, brokers + 1)]
+        return [os.path.join(self._private_directory(), f"broker-{index}.sock") for index in range(1, brokers + 1)]
+
+    def _hub_local_path(self) -> str:
+        """Where this server's hub takes its own brokers (in the private directory)."""
+        return os.path.join(self._private_directory(), "hub.sock")
+
+    def _private_directory(self) -> str:
+        if self._runtime_dir is None:
+            self._runtime_dir = tempfile.mkdtemp(prefix="clusterws-")
+        return self._runtime_dir
 
     def _log_ready(self) -> None:
         """One line per process, as the seed prints them."""

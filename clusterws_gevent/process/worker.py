@@ -54,7 +54,7 @@ class Worker:
             self.app = resolve(options.app)
         except ImportFailed as exc:
             raise HaltServer(str(exc), APP_LOAD_ERROR) from None
-        self.wss = WebSocketServer(options.websocket_options, log, connector)
+        self.wss = WebSocketServer(options.websocket_options, log, connector, options.channel_options)
         if registry.app_support.is_app(self.app):
             registry.app_support.install(self.app)
         if listener is None:

@@ -27,7 +27,7 @@ import hmac
 import os
 import struct
 import zlib
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..exceptions import ProtocolError
 
@@ -38,7 +38,11 @@ __all__ = [
     "decode_hello", "broker_proof", "worker_proof", "encode_challenge", "decode_challenge", "encode_proof",
     "decode_proof", "encode_welcome", "proofs_match", "encode_interest", "decode_interest", "encode_uninterest",
     "decode_names", "encode_ack", "decode_ack", "encode_publish", "decode_publish", "publish_channel",
-    "encode_workers", "decode_workers", "shard",
+    "encode_workers", "decode_workers", "shard", "NUMBERED", "HISTORY", "HISTORY_READ", "PRESENCE_JOIN",
+    "PRESENCE_LEAVE", "PRESENCE", "PRESENCE_READ", "encode_numbered", "decode_numbered", "encode_history",
+    "decode_history", "encode_history_read", "decode_history_read", "encode_presence_join", "decode_presence_join",
+    "encode_presence_leave", "decode_presence_leave", "encode_presence", "decode_presence", "encode_presence_read",
+    "decode_presence_read", "request_id",
 ]
 
 HELLO = 1  #: worker -> broker: u8 version, u16 worker id, the worker's nonce
@@ -52,9 +56,17 @@ CHALLENGE = 8  #: broker -> worker: the broker's nonce and its proof
 PROOF = 9  #: worker -> broker: the worker's proof
 PING = 10  #: broker -> hub: are you there (hub links only; a silent link is dropped)
 PONG = 11  #: hub -> broker: the answer
+NUMBERED = 12  #: broker -> worker: a channel's messages as its broker numbered them (epoch, first offset)
+HISTORY = 13  #: worker -> broker: u32 request id, a channel, since and limit; answered by HISTORY_READ
+HISTORY_READ = 14  #: broker -> worker: u32 request id, epoch, latest offset, (offset, message) pairs
+PRESENCE_JOIN = 15  #: worker -> broker: a channel, a socket id, its info (JSON)
+PRESENCE_LEAVE = 16  #: worker -> broker: a channel, a socket id
+PRESENCE = 17  #: worker -> broker: u32 request id, a channel; answered by PRESENCE_READ
+PRESENCE_READ = 18  #: broker -> worker: u32 request id, then (socket id, info) pairs
 
-#: Version of this protocol, in HELLO: a broker refuses a worker of another version.
-VERSION = 1
+#: Version of this protocol, in HELLO: a broker refuses a worker of another version
+#: (2: history and presence).
+VERSION = 2
 #: Bytes of each side's nonce, and of an HMAC-SHA256 proof.
 NONCE_SIZE = PROOF_SIZE = 32
 #: Bytes of a server's or a hub's id (hub links: which server a broker belongs to, which hub this is).
@@ -67,6 +79,8 @@ HANDSHAKE_MAX_FRAME = 1 + NONCE_SIZE + PROOF_SIZE + NODE_ID_SIZE
 _HEADER = struct.Struct("!IB")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+_I64 = struct.Struct("!q")
 
 
 def _frame(kind: int, payload: bytes) -> bytes:
@@ -282,6 +296,165 @@ def decode_publish(frame: bytes) -> Tuple[str, List[bytes]]:
     if pos != len(frame):
         raise ProtocolError("malformed PUBLISH frame")
     return channel, messages
+
+
+def _messages(messages: Sequence[bytes]) -> bytes:
+    parts = [_U32.pack(len(messages))]
+    for message in messages:
+        parts.append(_U32.pack(len(message)))
+        parts.append(message)
+    return b"".join(parts)
+
+
+def _read_messages(frame: bytes, pos: int, what: str) -> Tuple[List[bytes], int]:
+    count = _read_u32(frame, pos)
+    pos += 4
+    messages = []
+    for _ in range(count):  # each message takes at least 4 bytes: bounded by the frame
+        size = _read_u32(frame, pos)
+        pos += 4
+        if pos + size > len(frame):
+            raise ProtocolError(f"malformed {what} frame")
+        messages.append(frame[pos : pos + size])
+        pos += size
+    return messages, pos
+
+
+def _read_u64(frame: bytes, pos: int, unpack: Any = _U64.unpack_from) -> int:
+    if pos + 8 > len(frame):
+        raise ProtocolError("truncated broker frame")
+    return int(unpack(frame, pos)[0])
+
+
+def _end(frame: bytes, pos: int, what: str) -> None:
+    if pos != len(frame):
+        raise ProtocolError(f"malformed {what} frame")
+
+
+def request_id(frame: bytes) -> int:
+    """The request id of a HISTORY, HISTORY_READ, PRESENCE or PRESENCE_READ frame."""
+    return _read_u32(frame, 5)
+
+
+def encode_numbered(channel: str, epoch: str, first: int, messages: Sequence[bytes]) -> bytes:
+    """NUMBERED: messages of a channel with history, numbered ``first``... in ``epoch``."""
+    return _frame(NUMBERED, _string(channel) + _string(epoch) + _U64.pack(first) + _messages(messages))
+
+
+def decode_numbered(frame: bytes) -> Tuple[str, str, int, List[bytes]]:
+    """(channel, epoch, first offset, messages) of a NUMBERED frame."""
+    channel, pos = _read_string(frame, 5)
+    epoch, pos = _read_string(frame, pos)
+    first = _read_u64(frame, pos)
+    messages, pos = _read_messages(frame, pos + 8, "NUMBERED")
+    _end(frame, pos, "NUMBERED")
+    return channel, epoch, first, messages
+
+
+def encode_history(request: int, channel: str, since: Optional[int], limit: Optional[int]) -> bytes:
+    """HISTORY: read a channel's history (-1: no ``since``, no ``limit``)."""
+    return _frame(HISTORY, _U32.pack(request) + _string(channel) + _I64.pack(-1 if since is None else since)
+                  + _I64.pack(-1 if limit is None else limit))
+
+
+def decode_history(frame: bytes) -> Tuple[int, str, Optional[int], Optional[int]]:
+    """(request id, channel, since, limit) of a HISTORY frame."""
+    channel, pos = _read_string(frame, 9)
+    since = _read_u64(frame, pos, _I64.unpack_from)
+    limit = _read_u64(frame, pos + 8, _I64.unpack_from)
+    _end(frame, pos + 16, "HISTORY")
+    return request_id(frame), channel, None if since < 0 else since, None if limit < 0 else limit
+
+
+def encode_history_read(request: int, epoch: str, offset: int, messages: Sequence[Tuple[int, bytes]]) -> bytes:
+    """HISTORY_READ: the answer to HISTORY."""
+    parts = [_U32.pack(request), _string(epoch), _U64.pack(offset), _U32.pack(len(messages))]
+    for number, message in messages:
+        parts.append(_U64.pack(number) + _U32.pack(len(message)))
+        parts.append(message)
+    return _frame(HISTORY_READ, b"".join(parts))
+
+
+def decode_history_read(frame: bytes) -> Tuple[int, str, int, List[Tuple[int, bytes]]]:
+    """(request id, epoch, latest offset, [(offset, message)]) of a HISTORY_READ frame."""
+    epoch, pos = _read_string(frame, 9)
+    offset = _read_u64(frame, pos)
+    count = _read_u32(frame, pos + 8)
+    pos += 12
+    messages = []
+    for _ in range(count):
+        number = _read_u64(frame, pos)
+        size = _read_u32(frame, pos + 8)
+        pos += 12
+        if pos + size > len(frame):
+            raise ProtocolError("malformed HISTORY_READ frame")
+        messages.append((number, frame[pos : pos + size]))
+        pos += size
+    _end(frame, pos, "HISTORY_READ")
+    return request_id(frame), epoch, offset, messages
+
+
+def encode_presence_join(channel: str, socket_id: str, info: bytes) -> bytes:
+    """PRESENCE_JOIN: ``socket_id`` is subscribed to ``channel``; ``info`` is JSON."""
+    return _frame(PRESENCE_JOIN, _string(channel) + _string(socket_id) + info)
+
+
+def decode_presence_join(frame: bytes) -> Tuple[str, str, bytes]:
+    """(channel, socket id, info) of a PRESENCE_JOIN frame."""
+    channel, pos = _read_string(frame, 5)
+    socket_id, pos = _read_string(frame, pos)
+    return channel, socket_id, frame[pos:]
+
+
+def encode_presence_leave(channel: str, socket_id: str) -> bytes:
+    """PRESENCE_LEAVE: ``socket_id`` left ``channel``."""
+    return _frame(PRESENCE_LEAVE, _string(channel) + _string(socket_id))
+
+
+def decode_presence_leave(frame: bytes) -> Tuple[str, str]:
+    """(channel, socket id) of a PRESENCE_LEAVE frame."""
+    channel, pos = _read_string(frame, 5)
+    socket_id, pos = _read_string(frame, pos)
+    _end(frame, pos, "PRESENCE_LEAVE")
+    return channel, socket_id
+
+
+def encode_presence(request: int, channel: str) -> bytes:
+    """PRESENCE: who is subscribed to ``channel``."""
+    return _frame(PRESENCE, _U32.pack(request) + _string(channel))
+
+
+def decode_presence(frame: bytes) -> Tuple[int, str]:
+    """(request id, channel) of a PRESENCE frame."""
+    channel, pos = _read_string(frame, 9)
+    _end(frame, pos, "PRESENCE")
+    return request_id(frame), channel
+
+
+def encode_presence_read(request: int, entries: Dict[str, bytes]) -> bytes:
+    """PRESENCE_READ: the answer to PRESENCE, ``{socket id: info}``."""
+    parts = [_U32.pack(request), _U32.pack(len(entries))]
+    for socket_id, info in entries.items():
+        parts.append(_string(socket_id) + _U32.pack(len(info)))
+        parts.append(info)
+    return _frame(PRESENCE_READ, b"".join(parts))
+
+
+def decode_presence_read(frame: bytes) -> Tuple[int, Dict[str, bytes]]:
+    """(request id, {socket id: info}) of a PRESENCE_READ frame."""
+    count = _read_u32(frame, 9)
+    pos = 13
+    entries = {}
+    for _ in range(count):
+        socket_id, pos = _read_string(frame, pos)
+        size = _read_u32(frame, pos)
+        pos += 4
+        if pos + size > len(frame):
+            raise ProtocolError("malformed PRESENCE_READ frame")
+        entries[socket_id] = frame[pos : pos + size]
+        pos += size
+    _end(frame, pos, "PRESENCE_READ")
+    return request_id(frame), entries
 
 
 def encode_workers(message: bytes) -> bytes:

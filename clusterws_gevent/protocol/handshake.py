@@ -14,6 +14,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import urlsplit
 
 from ..exceptions import HandshakeError
+from ..quoting import quote
 
 __all__ = ["GUID", "is_upgrade_request", "check_upgrade", "check_origin", "accept_key", "switching_protocols",
            "http_response"]
@@ -98,14 +99,14 @@ def check_origin(environ: Mapping[str, object], allowed: Union[None, str, Sequen
     if allowed is not None:
         if normalized in allowed:
             return
-        raise HandshakeError(403, f"origin {origin!r} is not in websocket_options.allowed_origins")
+        raise HandshakeError(403, f"origin {quote(origin)} is not in websocket_options.allowed_origins")
     scheme, _, netloc = normalized.partition("://")
     host = environ.get("HTTP_HOST")
     # The Host's default port is the one of the page's scheme: both name one server.
     expected = _host_port(host.strip().lower(), scheme) if isinstance(host, str) else None
     if netloc and expected is not None and _host_port(netloc, scheme) == expected:
         return
-    raise HandshakeError(403, f"origin {origin!r} is not this server's origin (Host {host!r}); "
+    raise HandshakeError(403, f"origin {quote(origin)} is not this server's origin (Host {quote(host)}); "
                               "list it in websocket_options.allowed_origins")
 
 

@@ -3,6 +3,13 @@
 Every protocol message is a JSON array of three items: ``["e", event, data]``,
 ``["p", channel, data]``, ``["s", "s"|"u"|"c", ...]``. Keepalive uses one-byte
 binary frames: the server's ping ``0x39`` ("9") and the client's pong ``0x41`` ("A").
+
+The extension for recovery and presence (``docs/protocol.md``; the original clients
+never send its requests, so they never get its answers): ``["s","r",{ch: [epoch,
+offset] | null}]`` subscribes with a position and gets ``["s","r",{ch: result}]``;
+the subscriber's live messages then come as ``["p","o",{ch: [epoch, first offset,
+[messages]]}]``; join and leave events as ``["s","j",[ch, id, info]]`` and
+``["s","l",[ch, id, info]]``.
 """
 from __future__ import annotations
 
@@ -20,8 +27,19 @@ __all__ = [
     "encode_subscribe_reply",
     "encode_publish_frame",
     "encode_channel_entry",
+    "encode_positioned_entry",
+    "encode_positioned_frame",
+    "encode_recover_reply",
+    "encode_presence_event",
     "decode_message",
+    "RECOVER",
+    "POSITIONED",
 ]
+
+#: The second item of a subscribe-with-position request and of its reply: ``["s","r",...]``.
+RECOVER = "r"
+#: The second item of a publish frame whose entries carry positions: ``["p","o",...]``.
+POSITIONED = "o"
 
 PING = b"9"
 PONG = b"A"
@@ -64,6 +82,42 @@ def encode_channel_entry(channel: str, messages: List[bytes]) -> bytes:
 def encode_publish_frame(entries: List[bytes]) -> bytes:
     """``["p",null,{...}]`` from channel entries (see :func:`encode_channel_entry`)."""
     return b'["p",null,{' + b",".join(entries) + b"}]"
+
+
+def encode_positioned_entry(channel: str, epoch: str, first: int, messages: List[bytes]) -> bytes:
+    """``"channel":["epoch",first,[m1,m2]]``: one channel's part of a positioned frame (the
+    messages' offsets are first, first + 1, ...)."""
+    return (encode_json(channel) + b':[' + encode_json(epoch) + b"," + str(first).encode() + b",["
+            + b",".join(messages) + b"]]")
+
+
+def encode_positioned_frame(entries: List[bytes]) -> bytes:
+    """``["p","o",{...}]`` from positioned entries (see :func:`encode_positioned_entry`)."""
+    return b'["p","o",{' + b",".join(entries) + b"}]"
+
+
+def encode_recover_reply(results: Mapping[str, Any]) -> bytes:
+    """``["s","r",{channel: result}]``: ``false`` (refused), or ``{"epoch", "offset", "recovered",
+    "publications": [[offset, message], ...]}`` where each result's ``publications`` holds
+    already encoded ``(offset, bytes)`` pairs."""
+    parts = []
+    for channel, result in results.items():
+        if not result:
+            parts.append(encode_json(channel) + b":false")
+            continue
+        publications = b",".join(b"[" + str(offset).encode() + b"," + message + b"]"
+                                 for offset, message in result["publications"])
+        parts.append(encode_json(channel) + b':{"epoch":' + encode_json(result["epoch"]) + b',"offset":'
+                     + str(result["offset"]).encode() + b',"recovered":' + (b"true" if result["recovered"] else
+                                                                            b"false")
+                     + b',"publications":[' + publications + b"]}")
+    return b'["s","r",{' + b",".join(parts) + b"}]"
+
+
+def encode_presence_event(joined: bool, channel: str, socket_id: str, info: bytes) -> bytes:
+    """``["s","j",[channel, id, info]]`` (joined) or ``["s","l",...]`` (left); ``info`` is JSON."""
+    return (b'["s","' + (b"j" if joined else b"l") + b'",[' + encode_json(channel) + b"," + encode_json(socket_id)
+            + b"," + info + b"]]")
 
 
 def decode_message(message: Any) -> Tuple[str, Any, Any]:

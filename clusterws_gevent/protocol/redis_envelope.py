@@ -8,10 +8,18 @@ The messages are the JSON bytes encoded once by the publisher; a receiver hands
 them to its hub as they are. Anything else on our channels (another program's
 PUBLISH, a truncated frame) is refused with :class:`ProtocolError`, never delivered.
 
+A channel with history gets version 2, written by the publish script in Redis
+(``scale/redis_scripts.py``) once it numbered the messages:
+
+``0x02 | publisher id (8 bytes) | epoch (16 ASCII hex digits) | first offset (20 ASCII
+digits) | u32 count | (u32 length | JSON bytes) * count``
+
 Redis channel names live under a prefix (``scale_options["redis_prefix"]``): app
 channel X is ``<prefix>:c:X``, ``publish_to_workers`` is ``<prefix>:w``, and each
 worker's liveness probe is ``<prefix>:k:<publisher id in hex>``: no client-chosen
-name can reach another namespace.
+name can reach another namespace. A channel's history and presence keys hold its
+name between braces (``<prefix>:h:{X}``...): a Redis Cluster hash tag, so that every
+key of one channel is in one slot and one script per publish reaches them all.
 """
 from __future__ import annotations
 
@@ -20,11 +28,17 @@ from typing import List, Sequence, Tuple
 
 from ..exceptions import ProtocolError
 
-__all__ = ["VERSION", "ID_SIZE", "encode_envelope", "decode_envelope", "publisher_of", "channel_key",
-           "workers_key", "probe_key"]
+__all__ = ["VERSION", "NUMBERED_VERSION", "ID_SIZE", "EPOCH_SIZE", "encode_envelope", "decode_envelope",
+           "decode_numbered_envelope", "is_numbered", "publisher_of", "channel_key", "workers_key", "probe_key",
+           "history_keys", "presence_keys"]
 
-#: The first byte of every envelope.
+#: The first byte of every envelope...
 VERSION = 1
+#: ... and of one the publish script numbered.
+NUMBERED_VERSION = 2
+#: ASCII characters of an epoch in a numbered envelope (``pubsub.history.new_epoch``).
+EPOCH_SIZE = 16
+_OFFSET_DIGITS = 20
 #: Bytes of a publisher id.
 ID_SIZE = 8
 
@@ -39,6 +53,29 @@ def encode_envelope(publisher: bytes, messages: Sequence[bytes]) -> bytes:
         parts.append(_U32.pack(len(message)))
         parts.append(message)
     return b"".join(parts)
+
+
+def is_numbered(envelope: bytes) -> bool:
+    """Whether ``envelope`` carries numbered messages (version 2)."""
+    return envelope[:1] == bytes((NUMBERED_VERSION,))
+
+
+def decode_numbered_envelope(envelope: bytes) -> Tuple[str, int, List[bytes]]:
+    """(epoch, first offset, messages) of a numbered envelope.
+
+    Raises:
+        ProtocolError: malformed.
+    """
+    head = 1 + ID_SIZE + EPOCH_SIZE + _OFFSET_DIGITS
+    if len(envelope) < head + 4:
+        raise ProtocolError("not a numbered clusterws envelope: too short")
+    try:
+        epoch = envelope[1 + ID_SIZE : 1 + ID_SIZE + EPOCH_SIZE].decode("ascii")
+        first = int(envelope[1 + ID_SIZE + EPOCH_SIZE : head])
+    except (UnicodeDecodeError, ValueError):
+        raise ProtocolError("malformed numbered envelope") from None
+    _, messages = decode_envelope(bytes((VERSION,)) + envelope[1 : 1 + ID_SIZE] + envelope[head:])
+    return epoch, first, messages
 
 
 def publisher_of(envelope: bytes) -> bytes:
@@ -84,6 +121,18 @@ def channel_key(prefix: str, channel: str) -> bytes:
 def workers_key(prefix: str) -> bytes:
     """The Redis channel of ``publish_to_workers``."""
     return f"{prefix}:w".encode()
+
+
+def history_keys(prefix: str, channel: str) -> Tuple[bytes, bytes]:
+    """(stream, meta) of a channel with history: its messages by offset, and its epoch and top offset."""
+    tag = "{" + channel + "}"
+    return f"{prefix}:h:{tag}".encode(), f"{prefix}:m:{tag}".encode()
+
+
+def presence_keys(prefix: str, channel: str) -> Tuple[bytes, bytes]:
+    """(entries, expiries) of a channel with presence: socket id -> info, socket id -> expiry."""
+    tag = "{" + channel + "}"
+    return f"{prefix}:p:{tag}".encode(), f"{prefix}:q:{tag}".encode()
 
 
 def probe_key(prefix: str, publisher: bytes) -> bytes:

@@ -9,14 +9,16 @@ __all__ = ["ChannelRegistry", "channel_name_error"]
 def channel_name_error(name: Any, max_bytes: int) -> Optional[str]:
     """The rule ``name`` breaks as a channel name, or None if it is a valid one.
 
-    A channel name is a non-empty ``str``, encodable as UTF-8 (no lone surrogates:
-    JSON can carry them, but no broker, Redis or log can), of at most ``max_bytes``
-    bytes (``websocket_options.max_channel_length``).
+    A channel name is a non-empty ``str`` without NUL, encodable as UTF-8 (no lone
+    surrogates: JSON can carry them, but no broker, Redis or log can), of at most
+    ``max_bytes`` bytes (``websocket_options.max_channel_length``).
     """
     if not isinstance(name, str):
         return "a channel name must be a string"
     if not name:
         return "a channel name must not be empty"
+    if "\x00" in name:  # the join and leave events of channel X travel on X + NUL (pubsub/hub.py)
+        return "a channel name must not hold NUL (U+0000)"
     if len(name) > max_bytes:  # every character is at least one byte
         return f"longer than max_channel_length ({max_bytes} bytes)"
     try:
@@ -38,18 +40,23 @@ class ChannelRegistry(Generic[M]):
     onChannelOpen/onChannelClose and the interest declared to other processes.
     """
 
-    __slots__ = ("_members",)
+    __slots__ = ("_members", "memberships")
 
     def __init__(self) -> None:
         self._members: Dict[str, Dict[M, None]] = {}
+        #: Subscriptions in all channels (kept as they change: monitoring never walks the sockets).
+        self.memberships = 0
 
     def add(self, channel: str, member: M) -> bool:
         """Add ``member`` to ``channel``; True if the channel just opened."""
         members = self._members.get(channel)
         if members is None:
             self._members[channel] = {member: None}
+            self.memberships += 1
             return True
-        members[member] = None
+        if member not in members:
+            members[member] = None
+            self.memberships += 1
         return False
 
     def discard(self, channel: str, member: M) -> bool:
@@ -58,6 +65,7 @@ class ChannelRegistry(Generic[M]):
         if members is None or member not in members:
             return False
         del members[member]
+        self.memberships -= 1
         if members:
             return False
         del self._members[channel]

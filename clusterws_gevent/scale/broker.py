@@ -8,11 +8,19 @@ Channels are sharded over brokers by a stable hash of their name, so all the
 messages of one channel take one broker, in order. A broker routes a publish to
 the workers that declared interest in its channel, never back to its sender, and
 forwards the frame as it received it.
+
+A channel with history (``channel_options``) is owned by its broker: it numbers the
+channel's messages (``pubsub/history.py``), keeps the last ones, and routes them as
+NUMBERED frames to every interested worker, the sender included (which delivers
+its own publishes only once numbered). It answers HISTORY and PRESENCE requests
+for its channels, and keeps who is subscribed to each channel with presence, by
+the worker that said so: a worker's link that goes (the worker crashed) takes its
+sockets out of presence at once; a worker that reconnects declares them again.
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import gevent
 from gevent.event import Event
@@ -24,17 +32,33 @@ from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..net.outbox import Outbox
 from ..net.sockets import Address, describe, listen, recv_frames, set_nodelay, shutdown
+from ..options import ChannelOptions
 from ..protocol import broker_wire as wire
+from ..pubsub.connector import EXPIRE_INTERVAL
+from ..pubsub.history import HistoryStore
+from ..pubsub.presence import PresenceStore
 
 if TYPE_CHECKING:
     from .hub_link import HubRouter
 
-__all__ = ["Broker", "HELLO_TIMEOUT", "MAX_HANDSHAKES"]
+__all__ = ["Broker", "HELLO_TIMEOUT", "MAX_HANDSHAKES", "MAX_HANDSHAKES_PER_SOURCE"]
 
-#: Seconds a connecting process has to complete the handshake.
+#: Seconds a connecting process has to complete the handshake (a hub's TLS handshake included).
 HELLO_TIMEOUT = 5.0
-#: Connections that may be in their handshake at once; more are closed at once.
+#: Connections that may be in their handshake at once; more are closed at once...
 MAX_HANDSHAKES = 64
+#: ... and from one other address: one host that opens connections and says nothing cannot
+#: take every place from the brokers that reconnect. This machine's own processes (a Unix
+#: socket's peers, a connection from the very address it arrives at: the workers) share
+#: MAX_HANDSHAKES only, as many of them may reconnect at once.
+MAX_HANDSHAKES_PER_SOURCE = 8
+
+def _local_address(sock: Any) -> str:
+    try:
+        return str(sock.getsockname()[0])
+    except (OSError, IndexError, TypeError):
+        return ""
+
 
 class _Link:
     """One worker's connection to this broker (or, on a hub, one broker's)."""
@@ -60,6 +84,7 @@ class Broker:
         key: the cluster key every worker must prove it holds.
         log: where to log.
         hubs: the links to the horizontal hubs (``scale/hub_link.py``), if the server joins any.
+        channels: the channels' history and presence options.
     """
 
     #: How logs name this process, and the peers it refuses.
@@ -69,8 +94,14 @@ class Broker:
     #: The secret a peer must prove it holds, in refusals.
     key_name = "this cluster's key"
 
-    def __init__(self, address: Address, key: bytes, log: Log, hubs: Optional[HubRouter] = None) -> None:
+    def __init__(self, address: Address, key: bytes, log: Log, hubs: Optional[HubRouter] = None,
+                 channels: Optional[ChannelOptions] = None) -> None:
         self.address = address
+        self.channels = channels or ChannelOptions()
+        #: The histories of the channels this broker owns, and who is in them.
+        self.histories = HistoryStore(self.channels.policy, self.channels.max_history_bytes)
+        self.presences = PresenceStore()
+        self._sweeper: Any = None
         #: How logs name this broker.
         self.name = describe(address)
         self.key = key
@@ -78,6 +109,7 @@ class Broker:
         self.hubs = hubs
         self.server: Optional[StreamServer] = None
         self._handshakes = 0
+        self._handshakes_by_source: Dict[str, int] = {}
         self._links: Set[_Link] = set()
         self._no_links = Event()
         self._no_links.set()
@@ -91,6 +123,13 @@ class Broker:
         self.server.start()
         if self.hubs is not None:
             self.hubs.start()
+        if self.channels.any_history:
+            self._sweeper = gevent.spawn(self._sweep)
+
+    def _sweep(self) -> None:
+        while True:
+            gevent.sleep(EXPIRE_INTERVAL)
+            self.histories.expire()
 
     def _listen(self) -> Any:
         return listen(self.address)
@@ -105,6 +144,8 @@ class Broker:
         systemd sends it: the workers still close their WebSockets through their links)."""
         if self.server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.kill(block=False)
         if self.hubs is not None:
             self.hubs.stop()
         self.server.close()
@@ -126,13 +167,10 @@ class Broker:
 
     def _serve(self, sock: Any, address: Any) -> None:
         set_nodelay(sock)  # small frames (ACK, one publish) must not wait
-        sock = self._accepted(sock)
-        if sock is None:
-            return
         parser = wire.FrameParser(wire.HANDSHAKE_MAX_FRAME)
         link: Optional[_Link] = None
         try:
-            link = self._greet(sock, address, parser)
+            sock, link = self._greet(sock, address, parser)
             if link is None:
                 return
             spend = ReadBudget().spend
@@ -154,42 +192,62 @@ class Broker:
                 self._forget(link)
             sock.close()
 
-    def _greet(self, sock: Any, address: Any, parser: wire.FrameParser) -> Optional[_Link]:
-        """The handshake: the link once the worker proved it holds the key, or None (refused, logged)."""
+    def _greet(self, sock: Any, address: Any, parser: wire.FrameParser) -> Tuple[Any, Optional[_Link]]:
+        """The handshake (a hub's TLS handshake first): the socket to speak on, and the link
+        once the peer proved it holds the key, or None (refused, logged). What a peer may
+        hold before it proved it is bounded: MAX_HANDSHAKES at once, MAX_HANDSHAKES_PER_SOURCE
+        from one address, HELLO_TIMEOUT seconds each, frames of HANDSHAKE_MAX_FRAME bytes."""
+        source = str(address[0]) if isinstance(address, tuple) and address else ""
+        if source and source == _local_address(sock):
+            source = ""  # this machine's own process: bounded by MAX_HANDSHAKES alone
         if self._handshakes >= MAX_HANDSHAKES:
-            self._refuse(address, f"{MAX_HANDSHAKES} connections are in their handshake already")
-            return None
+            self._refuse(address, "places", f"{MAX_HANDSHAKES} connections are in their handshake already")
+            return sock, None
+        if source and self._handshakes_by_source.get(source, 0) >= MAX_HANDSHAKES_PER_SOURCE:
+            self._refuse(address, "places", f"{MAX_HANDSHAKES_PER_SOURCE} connections from {source} are in their "
+                                  "handshake already")
+            return sock, None
         self._handshakes += 1
+        self._handshakes_by_source[source] = self._handshakes_by_source.get(source, 0) + 1
         try:
             with gevent.Timeout(HELLO_TIMEOUT, False):
-                return self._authenticate(sock, address, parser)
-            self._refuse(address, f"no handshake within {HELLO_TIMEOUT:.0f}s")
-            return None
+                secured = self._accepted(sock)
+                if secured is None:
+                    return sock, None
+                sock = secured
+                return sock, self._authenticate(sock, address, parser)
+            self._refuse(address, "timeout", f"no handshake within {HELLO_TIMEOUT:.0f}s")
+            return sock, None
         except ProtocolError as exc:
-            self._refuse(address, str(exc))
-            return None
+            self._refuse(address, "bad-frame", str(exc))
+            return sock, None
         finally:
             self._handshakes -= 1
+            left = self._handshakes_by_source[source] - 1
+            if left:
+                self._handshakes_by_source[source] = left
+            else:
+                del self._handshakes_by_source[source]
 
     def _authenticate(self, sock: Any, address: Any, parser: wire.FrameParser) -> Optional[_Link]:
         frames = recv_frames(sock, parser)
         if not frames or frames[0][0] != wire.HELLO:
-            self._refuse(address, "no HELLO")
+            self._refuse(address, "no-hello", "no HELLO")
             return None
         version, worker_id, worker_nonce, server_id = wire.decode_hello(frames[0][1])
         if version != wire.VERSION:
-            self._refuse(address, f"protocol version {version}, this {self.role} speaks {wire.VERSION}")
+            self._refuse(address, "version", f"protocol version {version}, this {self.role} speaks {wire.VERSION}")
             return None
         broker_nonce = wire.new_nonce()
         proof = wire.broker_proof(self.key, worker_nonce, broker_nonce, self.node_id)
         sock.sendall(wire.encode_challenge(broker_nonce, proof, self.node_id))
         frames = frames[1:] or recv_frames(sock, parser)
         if not frames or frames[0][0] != wire.PROOF:
-            self._refuse(address, "no PROOF")
+            self._refuse(address, "no-proof", "no PROOF")
             return None
         expected = wire.worker_proof(self.key, broker_nonce, worker_nonce, worker_id, server_id)
         if not wire.proofs_match(wire.decode_proof(frames[0][1]), expected):
-            self._refuse(address, f"a wrong proof: it does not hold {self.key_name}")
+            self._refuse(address, "wrong-proof", f"a wrong proof: it does not hold {self.key_name}")
             return None
         parser.max_frame = wire.MAX_FRAME
         link = _Link(worker_id, sock, address, self._overflow, server_id)
@@ -201,14 +259,18 @@ class Broker:
             self._dispatch(link, kind, frame)
         return link
 
-    def _refuse(self, address: Any, why: str) -> None:
-        self.log.warning("%s %s: refused a connection from %s: %s", self.role, self.name, address or "a local process",
-                         why)
+    def _refuse(self, address: Any, rule: str, why: str) -> None:
+        """Log a refused connection: at most a line a second per rule, counting the rest."""
+        self.log.refusal(f"{self.role} {rule}", "%s %s: refused a connection from %s: %s", self.role, self.name,
+                         address or "a local process", why)
 
     def _dispatch(self, link: _Link, kind: int, frame: bytes) -> None:
         if kind == wire.PUBLISH:
             channel = wire.publish_channel(frame)
-            self._route(link, channel, frame)
+            if self.channels.policy(channel).history:
+                self._number(channel, frame)
+            else:
+                self._route(link, channel, frame)
             if self.hubs is not None:
                 self.hubs.forward(channel, frame)  # to the hub of the channel, for the other servers
         elif kind == wire.INTEREST:
@@ -228,8 +290,27 @@ class Broker:
                 self.hubs.forward_to_workers(frame)
         elif kind == wire.PING:
             link.outbox.write(wire.encode_pong())
+        elif kind == wire.HISTORY:
+            request, channel, since, limit = wire.decode_history(frame)
+            read = self.histories.read(channel, since, limit)
+            link.outbox.write(wire.encode_history_read(request, read.epoch, read.offset, read.messages))
+        elif kind == wire.PRESENCE_JOIN:
+            channel, socket_id, info = wire.decode_presence_join(frame)
+            self.presences.join(channel, socket_id, info, link)
+        elif kind == wire.PRESENCE_LEAVE:
+            self.presences.leave(*wire.decode_presence_leave(frame))
+        elif kind == wire.PRESENCE:
+            request, channel = wire.decode_presence(frame)
+            link.outbox.write(wire.encode_presence_read(request, self.presences.get(channel)))
         else:
             raise ProtocolError(f"unknown frame type {kind}")
+
+    def _number(self, channel: str, frame: bytes) -> None:
+        """A publish to a channel with history: numbered, kept, and routed to every worker
+        interested, its sender included."""
+        _, messages = wire.decode_publish(frame)
+        epoch, first = self.histories.append(channel, messages)
+        self._route(None, channel, wire.encode_numbered(channel, epoch, first, messages))
 
     def _route(self, source: Optional[_Link], channel: str, frame: bytes) -> None:
         """``frame`` to every link interested in ``channel``, but the sender."""
@@ -260,9 +341,14 @@ class Broker:
         link.outbox.write(wire.encode_ack(request_id))
 
     def deliver_from_hub(self, kind: int, frame: bytes) -> None:
-        """What a hub forwards from another server: to this broker's workers only."""
+        """What a hub forwards from another server: to this broker's workers only (numbered
+        here, for a channel with history: offsets are per server)."""
         if kind == wire.PUBLISH:
-            self._route(None, wire.publish_channel(frame), frame)
+            channel = wire.publish_channel(frame)
+            if self.channels.policy(channel).history:
+                self._number(channel, frame)
+            else:
+                self._route(None, channel, frame)
         else:
             for target in tuple(self._links):
                 target.outbox.write(frame)
@@ -283,6 +369,7 @@ class Broker:
             self._no_links.set()
         for name in tuple(link.channels):
             self._leave(link, name)
+        self.presences.leave_owner(link)  # its worker is gone (or will declare them again)
         link.outbox.discard()
         self.log.debug("%s %s: %d disconnected", self.role, self.name, link.worker_id)
 

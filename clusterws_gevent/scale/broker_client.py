@@ -13,10 +13,10 @@ import itertools
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import gevent
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 
 from ..constants import LINK_OUTBOX
-from ..exceptions import BrokerAuthError, ProtocolError
+from ..exceptions import BrokerAuthError, ProtocolError, Unavailable
 from ..log import Log
 from ..net.backoff import Backoff
 from ..net.fairness import MESSAGE_COST, ReadBudget
@@ -25,6 +25,7 @@ from ..net.sockets import Address, connect, describe, recv_frames, shutdown
 from ..protocol import broker_wire as wire
 from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
+from ..pubsub.history import HistoryRead
 
 __all__ = ["BrokerLink", "BrokerConnector", "ACK_TIMEOUT"]
 
@@ -39,12 +40,13 @@ class BrokerLink:
         address: the broker's address (a Unix socket path, or a port on loopback).
         key: the cluster key.
         worker_id: this worker's number (for the broker's logs).
-        on_publish: called with (channel, messages) a broker forwards.
+        on_publish: called with (channel, messages) a broker forwards, or (channel, messages,
+            epoch, first offset) for a channel it numbers.
         on_workers: called with each publish_to_workers message from another worker.
         log: where to log.
     """
 
-    def __init__(self, address: Address, key: bytes, worker_id: int, on_publish: Callable[[str, List[bytes]], None],
+    def __init__(self, address: Address, key: bytes, worker_id: int, on_publish: Callable[..., None],
                  on_workers: Callable[[bytes], None], log: Log) -> None:
         self.address = address
         #: How logs name this link (the broker's port or path).
@@ -75,6 +77,9 @@ class BrokerLink:
         #: The peer's id, from its CHALLENGE (a hub's; b"" from a broker).
         self.node_id = b""
         self._refusal = ""  # the last refusal logged as an error
+        self._requests: Dict[int, AsyncResult] = {}  # HISTORY and PRESENCE asked, not answered yet
+        #: The presence this worker declared through the link: declared again after a reconnection.
+        self.presences: Dict[Tuple[str, str], bytes] = {}
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -143,6 +148,8 @@ class BrokerLink:
             for event in self.interests.values():
                 event.clear()
             self._declare(list(self.interests))
+        for (channel, socket_id), info in self.presences.items():  # a restarted broker knows nobody
+            self._outbox.write(wire.encode_presence_join(channel, socket_id, info))
         self.connected.set()
         if self.dropped:
             self.log.warning("%s link %s: back; %d message(s) were dropped while it was down", self.peer,
@@ -221,6 +228,9 @@ class BrokerLink:
                 if event is not None:
                     event.set()
         self._acks.clear()
+        requests, self._requests = self._requests, {}
+        for waiting in requests.values():  # nobody waits for a dead link either
+            waiting.set_exception(Unavailable(f"the link to {self.peer} {self.name} went down"))
         if was_connected:
             self.dropped += self._batches.discard()
 
@@ -229,6 +239,14 @@ class BrokerLink:
             channel, messages = wire.decode_publish(frame)
             self.received += len(messages)
             self._on_publish(channel, messages)
+        elif kind == wire.NUMBERED:
+            channel, epoch, first, messages = wire.decode_numbered(frame)
+            self.received += len(messages)
+            self._on_publish(channel, messages, epoch, first)
+        elif kind in (wire.HISTORY_READ, wire.PRESENCE_READ):
+            waiting = self._requests.pop(wire.request_id(frame), None)
+            if waiting is not None:
+                waiting.set(frame)
         elif kind == wire.ACK:
             for name in self._acks.pop(wire.decode_ack(frame), ()):
                 event = self.interests.get(name)
@@ -308,6 +326,35 @@ class BrokerLink:
             if not sent:
                 self.dropped += len(messages)
 
+    def ask(self, encode: Callable[[int], bytes], timeout: float = ACK_TIMEOUT) -> bytes:
+        """Send a request (``encode(request id)``) and wait for the broker's answer frame.
+
+        Raises:
+            Unavailable: the link is down, went down, or no answer came within ``timeout``.
+        """
+        if self._outbox is None:
+            raise Unavailable(f"the link to {self.peer} {self.name} is down")
+        request = next(self._ids)
+        waiting = self._requests[request] = AsyncResult()
+        self._outbox.write(encode(request))
+        try:
+            return bytes(waiting.get(timeout=timeout))
+        except gevent.Timeout:
+            raise Unavailable(f"{self.peer} {self.name} did not answer within {timeout:.0f}s") from None
+        finally:
+            self._requests.pop(request, None)
+
+    def presence_join(self, channel: str, socket_id: str, info: bytes) -> None:
+        """Declare a socket in ``channel``'s presence (again after every reconnection)."""
+        self.presences[(channel, socket_id)] = info
+        if self._outbox is not None:
+            self._outbox.write(wire.encode_presence_join(channel, socket_id, info))
+
+    def presence_leave(self, channel: str, socket_id: str) -> None:
+        """Take a socket out of ``channel``'s presence."""
+        if self.presences.pop((channel, socket_id), None) is not None and self._outbox is not None:
+            self._outbox.write(wire.encode_presence_leave(channel, socket_id))
+
     def send_to_workers(self, message: bytes) -> bool:
         """Send a publish_to_workers message through this broker; False if the link is down."""
         if self._outbox is None:
@@ -338,11 +385,6 @@ class BrokerConnector(Connector):
     def links_up(self) -> Tuple[int, int]:
         return sum(link.connected.is_set() for link in self.links), len(self.links)
 
-    @property
-    def dropped_total(self) -> int:
-        """Messages dropped on every link since the start."""
-        return sum(link.dropped + link.dropped_logged for link in self.links)
-
     def wait_connected(self, timeout: float) -> bool:
         """Wait until every link is up; False if some are not after ``timeout`` seconds."""
         return all(link.connected.wait(timeout) for link in self.links)
@@ -356,6 +398,28 @@ class BrokerConnector(Connector):
 
     def publish(self, channel: str, message: bytes) -> None:
         self._link(channel).publish(channel, message)
+
+    def publish_numbered(self, channel: str, message: bytes) -> None:
+        self._link(channel).publish(channel, message)  # the channel's broker numbers it, and sends it back
+
+    def history(self, channel: str, since: Optional[int] = None, limit: Optional[int] = None) -> HistoryRead:
+        frame = self._link(channel).ask(lambda request: wire.encode_history(request, channel, since, limit))
+        _, epoch, offset, messages = wire.decode_history_read(frame)
+        return HistoryRead(epoch, offset, messages)
+
+    def presence_join(self, channel: str, socket_id: str, info: bytes) -> None:
+        self._link(channel).presence_join(channel, socket_id, info)
+
+    def presence_leave(self, channel: str, socket_id: str) -> None:
+        self._link(channel).presence_leave(channel, socket_id)
+
+    def presence(self, channel: str) -> Dict[str, bytes]:
+        frame = self._link(channel).ask(lambda request: wire.encode_presence(request, channel))
+        return wire.decode_presence_read(frame)[1]
+
+    def lost(self) -> Dict[str, int]:
+        dropped = sum(link.dropped + link.dropped_logged for link in self.links)
+        return {"broker_link_down": dropped} if dropped else {}
 
     def add_interest(self, channel: str) -> bool:
         return self._link(channel).add_interest(channel)
@@ -377,8 +441,8 @@ class BrokerConnector(Connector):
         return {"links": [{"address": link.address, "connected": link.connected.is_set(), "received": link.received,
                            "dropped": link.dropped, "channels": sorted(link.interests)} for link in self.links]}
 
-    def _delivered(self, channel: str, messages: List[bytes]) -> None:
-        self.hub.deliver(channel, messages)
+    def _delivered(self, channel: str, messages: List[bytes], epoch: Optional[str] = None, first: int = 0) -> None:
+        self.hub.deliver(channel, messages, epoch, first)
 
     def _from_workers(self, message: bytes) -> None:
         self.hub.worker_message(message)

@@ -27,7 +27,7 @@ from gevent import socket
 
 from ..exceptions import BrokerAuthError
 from ..log import Log
-from ..net.sockets import set_nodelay
+from ..net.sockets import connect, set_nodelay
 from ..protocol import broker_wire as wire
 from .broker_client import BrokerLink
 
@@ -48,7 +48,8 @@ class HubLink(BrokerLink):
     """A broker's link to one hub.
 
     Args:
-        url: ``ws://host:port`` or ``wss://host:port`` (TLS).
+        url: ``ws://host:port``, ``wss://host:port`` (TLS, the certificate checked against
+            ``host``), or ``unix:PATH`` (the hub of this broker's own server).
         key: :func:`hub_key` of the shared key.
         broker_index: this broker's number on its server.
         server_id: this server's id (the hub never sends a message back to its server).
@@ -66,6 +67,7 @@ class HubLink(BrokerLink):
                  ssl_context: Optional[ssl.SSLContext] = None) -> None:
         parts = urlsplit(url)
         super().__init__(url, key, broker_index, lambda channel, messages: None, lambda message: None, log)
+        self.local_path = url[len("unix:"):] if parts.scheme == "unix" else None
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "wss" else 80)
         self.tls = parts.scheme == "wss"
@@ -76,6 +78,8 @@ class HubLink(BrokerLink):
         self._pinger: Any = None
 
     def _open(self) -> Any:
+        if self.local_path is not None:
+            return connect(self.local_path, timeout=2.0)
         sock = socket.create_connection((self.host, self.port), timeout=2.0)
         set_nodelay(sock)
         if not self.tls:

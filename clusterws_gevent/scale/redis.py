@@ -24,6 +24,13 @@ a node that is no longer the master) that nothing else would report.
 
 Channels live under a prefix (``protocol/redis_envelope.py``); anything on them
 that is not a valid envelope is dropped, counted and logged (rate-limited).
+
+A channel with history is owned by Redis: its publishes go to the writer as one
+script call per channel batch (``scale/redis_scripts.py``), which numbers them, keeps
+them in the channel's stream and publishes them numbered to every worker, this one
+included. Presence entries go through the writer too; each worker refreshes its
+own within ``presence_ttl``. History and presence reads use a pool of their own,
+in the greenlet that asks.
 """
 from __future__ import annotations
 
@@ -37,14 +44,25 @@ from gevent import select
 from gevent.event import Event
 from gevent.queue import Empty, Queue
 
-from ..exceptions import ProtocolError
+from ..exceptions import ProtocolError, Unavailable
 from ..log import Log
 from ..net.backoff import Backoff
 from ..net.fairness import MESSAGE_COST, ReadBudget
+from ..options import ChannelOptions
+from ..protocol import json_codec
 from ..protocol import redis_envelope as envelope
 from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
+from ..pubsub.history import HistoryRead, new_epoch
 from .redis_client import RedisConfig, describe_redis, redis_client
+from .redis_scripts import (
+    PRESENCE_ADD,
+    PRESENCE_READ,
+    PRESENCE_REMOVE,
+    PUBLISH_NUMBERED,
+    READ_HISTORY,
+    publish_numbered_args,
+)
 
 __all__ = ["RedisConnector", "CONFIRM_TIMEOUT", "PROBE_INTERVAL"]
 
@@ -69,11 +87,14 @@ class RedisConnector(Connector):
         prefix: the namespace of our Redis channels (``scale_options["redis_prefix"]``).
         worker_id: this worker's number (for client names in ``CLIENT LIST``).
         log: where to log.
+        channels: the channels' history and presence options.
     """
 
-    def __init__(self, config: RedisConfig, prefix: str, worker_id: int, log: Log) -> None:
+    def __init__(self, config: RedisConfig, prefix: str, worker_id: int, log: Log,
+                 channels: Optional[ChannelOptions] = None) -> None:
         self.config = config
         self.prefix = prefix
+        self.channels = channels or ChannelOptions()
         self.log = log
         self.name = describe_redis(config)
         self.publisher_id = os.urandom(envelope.ID_SIZE)  # drawn after fork: one per worker
@@ -88,9 +109,13 @@ class RedisConnector(Connector):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._out: Queue[Optional[Tuple[bytes, bytes, int]]] = Queue()  # (key, payload, messages) for the writer
+        self._out: Queue[Optional[_Op]] = Queue()  # for the writer
         self._queued = 0
         self._batches = IterationBatches(self._send_batches)
+        self._numbered = IterationBatches(self._send_numbered)
+        self._reads: Any = None  # a pool for history and presence reads, made on first use
+        self._read_scripts: Dict[str, Any] = {}
+        self._presences: Dict[str, Dict[str, bytes]] = {}  # channel -> {socket id: info}, this worker's
         self._rebuilds = 0  # asked rebuilds so far: each connection owner reconnects when it grows
         self._stopped = False
         self._tasks: List[Any] = []
@@ -115,14 +140,19 @@ class RedisConnector(Connector):
         super().start(hub)
         self._tasks = [gevent.spawn(self._run_subscriber), gevent.spawn(self._run_writer),
                        gevent.spawn(self._run_canary)]
+        if self.channels.any_presence:
+            self._tasks.append(gevent.spawn(self._refresh_presences))
 
     def links_up(self) -> Tuple[int, int]:
         return int(self.writer_up.is_set()) + int(self.reader_up.is_set()), 2
 
-    @property
-    def dropped_total(self) -> int:
-        """Messages dropped since the start."""
-        return self.dropped + self.dropped_logged
+    def lost(self) -> Dict[str, int]:
+        lost = {}
+        if self.dropped + self.dropped_logged:
+            lost["redis_down"] = self.dropped + self.dropped_logged
+        if self.invalid:
+            lost["invalid"] = self.invalid
+        return lost
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until both connections are up; False if not after ``timeout`` seconds."""
@@ -191,20 +221,82 @@ class RedisConnector(Connector):
             return
         self._batches.add(channel, message)
 
+    def publish_numbered(self, channel: str, message: bytes) -> None:
+        """Queue ``message`` of a channel with history; Redis numbers it (the publish script)."""
+        if not self.writer_up.is_set():
+            self.dropped += 1
+            return
+        self._numbered.add(channel, message)
+
     def publish_to_workers(self, message: bytes) -> None:
-        self._send(self._workers_key, envelope.encode_envelope(self.publisher_id, [message]), 1)
+        self._send(_Op(_PUBLISH, self._workers_key, envelope.encode_envelope(self.publisher_id, [message]), 1))
 
     def _send_batches(self, pending: Dict[str, List[bytes]]) -> None:
         for channel, messages in pending.items():
-            self._send(self._channel_prefix + channel.encode("utf-8"),
-                       envelope.encode_envelope(self.publisher_id, messages), len(messages))
+            self._send(_Op(_PUBLISH, self._channel_prefix + channel.encode("utf-8"),
+                           envelope.encode_envelope(self.publisher_id, messages), len(messages)))
 
-    def _send(self, key: bytes, payload: bytes, count: int) -> None:
-        if not self.writer_up.is_set() or self._queued + len(payload) > MAX_QUEUED:
-            self.dropped += count
+    def _send_numbered(self, pending: Dict[str, List[bytes]]) -> None:
+        for channel, messages in pending.items():
+            self._send(_Op(_NUMBERED, channel, messages, len(messages)))
+
+    def _send(self, op: _Op) -> None:
+        if not self.writer_up.is_set() or self._queued + op.size > MAX_QUEUED:
+            self.dropped += op.count
             return
-        self._queued += len(payload)
-        self._out.put((key, payload, count))
+        self._queued += op.size
+        self._out.put(op)
+
+    # -- history and presence ---------------------------------------------------------------------
+
+    def history(self, channel: str, since: Optional[int] = None, limit: Optional[int] = None) -> HistoryRead:
+        policy = self.channels.policy(channel)
+        stream, meta = envelope.history_keys(self.prefix, channel)
+        reply = self._run_read_script("history", READ_HISTORY, [stream, meta],
+                           [-1 if since is None else since, -1 if limit is None else limit, new_epoch(),
+                            max(1, int(policy.history_ttl))])
+        epoch, top = reply[0].decode("ascii"), int(reply[1] or 0)
+        messages = [(int(reply[i]), bytes(reply[i + 1])) for i in range(2, len(reply), 2)]
+        return HistoryRead(epoch, top, messages)
+
+    def presence_join(self, channel: str, socket_id: str, info: bytes) -> None:
+        self._presences.setdefault(channel, {})[socket_id] = info
+        self._send(_Op(_PRESENCE_ADD, channel, [(socket_id, info)], 0))
+
+    def presence_leave(self, channel: str, socket_id: str) -> None:
+        entries = self._presences.get(channel)
+        if entries is not None and entries.pop(socket_id, None) is not None:
+            if not entries:
+                del self._presences[channel]
+            self._send(_Op(_PRESENCE_REMOVE, channel, [socket_id], 0))
+
+    def presence(self, channel: str) -> Dict[str, bytes]:
+        reply = self._run_read_script("presence", PRESENCE_READ, list(envelope.presence_keys(self.prefix, channel)), [])
+        return {reply[i].decode("utf-8"): bytes(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+    def _run_read_script(self, name: str, script: str, keys: List[bytes], args: List[Any]) -> Any:
+        """Run a read script on the read pool, in this greenlet.
+
+        Raises:
+            Unavailable: Redis did not answer.
+        """
+        try:
+            if self._reads is None:
+                self._reads = redis_client(self.config, self._client_name + ":read", single_connection=False)
+            runner = self._read_scripts.get(name)
+            if runner is None:
+                runner = self._read_scripts[name] = self._reads.register_script(script)
+            return runner(keys=keys, args=args)
+        except Exception as exc:  # noqa: BLE001 - a connection error, a timeout, a failover: all the same here
+            raise Unavailable(f"redis {self.name}: {type(exc).__name__}: {exc}") from None
+
+    def _refresh_presences(self) -> None:
+        """Every third of ``presence_ttl``, this worker's presence entries again (their expiry, and
+        all of them after Redis restarted)."""
+        while not self._stopped:
+            gevent.sleep(self.channels.presence_ttl / 3)
+            for channel, entries in list(self._presences.items()):
+                self._send(_Op(_PRESENCE_ADD, channel, list(entries.items()), 0))
 
     # -- the subscriber greenlet ------------------------------------------------------------------
 
@@ -300,6 +392,9 @@ class RedisConnector(Connector):
         if key == self._probe_key:
             self._probe_back = time.monotonic()
             return
+        if envelope.is_numbered(data):
+            self._received_numbered(key, data)
+            return
         if envelope.publisher_of(data) == self.publisher_id:
             return  # our own publish, delivered locally already
         try:
@@ -311,12 +406,37 @@ class RedisConnector(Connector):
         self.received += len(messages)
         if channel is None:
             for message in messages:
-                self.hub.worker_message(message)
-        else:
-            self.hub.deliver(channel, messages)
+                self.hub.worker_message(message)  # decoded there: what is not JSON is dropped and logged
+            return
+        # Anyone who can PUBLISH on this Redis can reach our channels: a message goes into
+        # browsers' frames as it is, so each one must be JSON in UTF-8, nested no deeper than
+        # ours (json_codec.MAX_DEPTH); one that is not is dropped, counted and logged, and the
+        # connection goes on.
+        valid = [message for message in messages if _is_json(message)]
+        if len(valid) < len(messages):
+            self._invalid(key, ProtocolError(f"{len(messages) - len(valid)} message(s) not JSON in UTF-8"),
+                          len(messages) - len(valid))
+        if valid:
+            self.hub.deliver(channel, valid)
 
-    def _invalid(self, key: bytes, exc: Exception) -> None:
-        self.invalid += 1
+    def _received_numbered(self, key: bytes, data: bytes) -> None:
+        """Messages Redis numbered (ours too: they are delivered here only now). A batch with a
+        message that is not JSON is dropped whole (the offsets then skip it: a gap, which the
+        hub counts and subscribers recover from the history)."""
+        try:
+            epoch, first, messages = envelope.decode_numbered_envelope(data)
+            channel = key[len(self._channel_prefix):].decode("utf-8")
+        except (ProtocolError, UnicodeDecodeError) as exc:
+            self._invalid(key, exc)
+            return
+        if not all(map(_is_json, messages)):
+            self._invalid(key, ProtocolError("a numbered batch holds a message that is not JSON"), len(messages))
+            return
+        self.received += len(messages)
+        self.hub.deliver(channel, messages, epoch, first)
+
+    def _invalid(self, key: bytes, exc: Exception, count: int = 1) -> None:
+        self.invalid += count
         now = time.monotonic()
         if now - self._invalid_logged >= INVALID_LOG_INTERVAL:
             self._invalid_logged = now
@@ -347,25 +467,49 @@ class RedisConnector(Connector):
             backoff.wait()
 
     def _write(self, client: Any, rebuilds: int) -> None:
+        scripts = {_NUMBERED: client.register_script(PUBLISH_NUMBERED),
+                   _PRESENCE_ADD: client.register_script(PRESENCE_ADD),
+                   _PRESENCE_REMOVE: client.register_script(PRESENCE_REMOVE)}
+        for channel, entries in list(self._presences.items()):  # a restarted Redis knows nobody
+            self._send(_Op(_PRESENCE_ADD, channel, list(entries.items()), 0))
         while not self._stopped and self._rebuilds == rebuilds:
             batch = self._take_batch()
             if not batch:
                 continue
             pipe = client.pipeline(transaction=False)
-            for key, payload, _ in batch:
-                pipe.publish(key, payload)
+            for op in batch:
+                self._add_to(pipe, op, scripts)
             try:
                 results = pipe.execute(raise_on_error=False)
             except Exception:
-                self.dropped += sum(count for _, _, count in batch)
+                self.dropped += sum(op.count for op in batch)
                 raise
-            for (key, _, _), result in zip(batch, results):
+            for op, result in zip(batch, results):
                 if isinstance(result, Exception):
                     raise result
-                if key == self._probe_key and result == 0:
+                if op.kind == _PUBLISH and op.target == self._probe_key and result == 0:
                     self._rebuild("a probe reached no subscriber (not the master, or a deaf subscriber)")
 
-    def _take_batch(self) -> List[Tuple[bytes, bytes, int]]:
+    def _add_to(self, pipe: Any, op: _Op, scripts: Dict[int, Any]) -> None:
+        if op.kind == _PUBLISH:
+            pipe.publish(op.target, op.payload)
+        elif op.kind == _NUMBERED:
+            channel = op.target
+            policy = self.channels.policy(channel)
+            scripts[_NUMBERED](keys=list(envelope.history_keys(self.prefix, channel)), client=pipe,
+                               args=publish_numbered_args(policy, self._channel_prefix + channel.encode("utf-8"),
+                                                          self.publisher_id, op.payload))
+        elif op.kind == _PRESENCE_ADD:
+            args: List[Any] = [max(1, int(self.channels.presence_ttl))]
+            for socket_id, info in op.payload:
+                args += [socket_id, info]
+            scripts[_PRESENCE_ADD](keys=list(envelope.presence_keys(self.prefix, op.target)), args=args,
+                                   client=pipe)
+        else:
+            scripts[_PRESENCE_REMOVE](keys=list(envelope.presence_keys(self.prefix, op.target)), args=op.payload,
+                                      client=pipe)
+
+    def _take_batch(self) -> List[_Op]:
         """What waits for the writer (after waiting up to a second for something)."""
         try:
             first = self._out.get(timeout=1.0)
@@ -376,15 +520,15 @@ class RedisConnector(Connector):
             item = self._out.get_nowait()
             if item is not None:
                 batch.append(item)
-        self._queued -= sum(len(payload) for _, payload, _ in batch)
+        self._queued -= sum(op.size for op in batch)
         return batch
 
     def _drop_queued(self) -> None:
         while not self._out.empty():
             item = self._out.get_nowait()
             if item is not None:
-                self.dropped += item[2]
-                self._queued -= len(item[1])
+                self.dropped += item.count
+                self._queued -= item.size
 
     # -- the canary -------------------------------------------------------------------------------
 
@@ -401,7 +545,7 @@ class RedisConnector(Connector):
                 self._rebuild(f"a liveness probe did not come back within {PROBE_INTERVAL:.0f}s")
                 continue
             self._probe_sent = time.monotonic()
-            self._send(self._probe_key, b"", 0)
+            self._send(_Op(_PUBLISH, self._probe_key, b"", 0))
 
     # -- shared -----------------------------------------------------------------------------------
 
@@ -434,6 +578,24 @@ class RedisConnector(Connector):
                 "reconnects": self.reconnects, "probe_failures": self.probe_failures}
 
 
+_PUBLISH, _NUMBERED, _PRESENCE_ADD, _PRESENCE_REMOVE = range(4)
+
+
+class _Op:
+    """One thing for the writer: a PUBLISH (``target`` a Redis channel, ``payload`` an envelope),
+    a numbered batch (``target`` a channel, ``payload`` its messages), presence added
+    (``payload`` (socket id, info) pairs) or removed (``payload`` socket ids)."""
+
+    __slots__ = ("kind", "target", "payload", "count", "size")
+
+    def __init__(self, kind: int, target: Any, payload: Any, count: int) -> None:
+        self.kind = kind
+        self.target = target
+        self.payload = payload
+        self.count = count  # messages it carries (counted as dropped if it cannot go)
+        self.size = len(payload) if kind == _PUBLISH else sum(map(len, payload)) if kind == _NUMBERED else 0
+
+
 #: Seconds stop() waits for the owners to close their connections.
 READ_TIMEOUT_BOUND = 5.0
 
@@ -443,6 +605,15 @@ def _check_master(client: Any) -> None:
     role = client.execute_command("ROLE")
     if role and role[0] not in (b"master", "master"):
         raise ConnectionError(f"connected to a {role[0]!r}, not a master")
+
+
+def _is_json(message: bytes) -> bool:
+    """Whether ``message`` is one JSON value in UTF-8, as the protocol allows (``json_codec``)."""
+    try:
+        json_codec.decode(message.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError too
+        return False
+    return True
 
 
 def _close_quietly(closable: Any) -> None:

@@ -15,7 +15,7 @@ import socket
 from typing import Any, Dict, List, Mapping, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["redis_client", "parse_sentinel_url", "pinned_settings", "describe_redis"]
+__all__ = ["redis_client", "parse_sentinel_url", "pinned_settings", "describe_redis", "redis_db", "default_prefix"]
 
 RedisConfig = Union[str, Mapping[str, Any]]
 
@@ -101,6 +101,29 @@ def redis_client(config: RedisConfig, client_name: str, single_connection: bool 
     if isinstance(config, str):
         return redis.Redis.from_url(config, **settings)
     return redis.Redis(**{**dict(config), **settings})
+
+
+def redis_db(config: RedisConfig) -> int:
+    """The database number a config names (0 unless it says another)."""
+    if not isinstance(config, str):
+        return int(config.get("db", 0) or 0)
+    if config.startswith("redis+sentinel://"):
+        return parse_sentinel_url(config)[1]
+    parts = urlsplit(config)
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "db" and value.isdigit():
+            return int(value)
+    path = parts.path.strip("/")
+    return int(path) if parts.scheme in ("redis", "rediss") and path.isdigit() else 0
+
+
+def default_prefix(config: RedisConfig) -> str:
+    """The prefix of our Redis channels when ``redis_prefix`` is not given: ``cws``, and
+    ``cws.db3`` for database 3. Pub/sub ignores the database number: without it, two apps
+    on one Redis, on two databases, would deliver each other's messages."""
+    db = redis_db(config)
+    return f"cws.db{db}" if db else "cws"
 
 
 def describe_redis(config: RedisConfig) -> str:

@@ -21,11 +21,27 @@ export interface ClusterWSOptions {
 
 export type Listener = (...args: any[]) => void;
 
+export interface SubscribeOptions {
+  /** Ask for what the channel missed on each resubscription (the server keeps its history). */
+  recover?: boolean;
+  /** A position (e.g. rendered with the page from the history): the first subscription asks for
+   *  what came after it too. Implies recover. */
+  since?: { epoch: string; offset: number };
+}
+
 export declare class Channel {
   readonly name: string;
   readonly state: 'subscribing' | 'subscribed' | 'canceled' | 'unsubscribed';
+  readonly recover: boolean;
+  /** The stream and offset of the last message delivered (recover only; null/0 before any). */
+  readonly epoch: string | null;
+  readonly offset: number;
+  /** null until a resubscription asked for missed messages; then whether all of them came. */
+  readonly recovered: boolean | null;
   on(event: 'subscribed' | 'canceled', listener: () => void): this;
-  off(event: 'subscribed' | 'canceled', listener?: () => void): this;
+  on(event: 'recovered', listener: (recovered: boolean) => void): this;
+  on(event: 'join' | 'leave', listener: (socketId: string, info: { user: any }) => void): this;
+  off(event: 'subscribed' | 'canceled' | 'recovered' | 'join' | 'leave', listener?: Listener): this;
   /** Called with every message published to the channel. */
   setWatcher(listener: (message: any) => void): this;
   watch(listener: (message: any) => void): this;
@@ -49,7 +65,7 @@ export declare class ClusterWS {
   off(event: string, listener?: Listener): this;
   send(event: string, data: any): void;
   send(raw: string | ArrayBuffer | ArrayBufferView): void;
-  subscribe(channel: string): Channel;
+  subscribe(channel: string, options?: SubscribeOptions): Channel;
   getChannelByName(channel: string): Channel | null;
   processMessage(raw: string): void;
   close(code?: number, reason?: string): void;

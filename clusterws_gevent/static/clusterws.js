@@ -11,7 +11,10 @@
  *   chat.on('subscribed', () => chat.publish('hi all'));
  *   chat.setWatcher((message) => console.log(message));
  *
- * and, beyond the original: reconnection with a capped, jittered backoff (never a tight
+ * and, beyond the original: recovery (socket.subscribe(name, { recover: true }): after a
+ * reconnection the channel gets what it missed, in order, then a 'recovered' event with true,
+ * or false when the server's history no longer reaches back; join/leave events on channels
+ * with join_leave), reconnection with a capped, jittered backoff (never a tight
  * loop, even when every upgrade is refused: a browser reports a refused upgrade and a dead
  * server alike, as 1006), automatic resubscription after a reconnection, and the ping
  * watchdog (the connection is closed with 4001 when the server's ping is over 500 ms late,
@@ -54,11 +57,16 @@
   };
 
   /** A channel: subscribe() returns it; the same object lives across reconnections. */
-  function Channel(client, name) {
+  function Channel(client, name, recover) {
     Emitter.call(this);
     this.client = client;
     this.name = name;
     this.state = 'subscribing';  // 'subscribing' | 'subscribed' | 'canceled' | 'unsubscribed'
+    this.recover = !!recover;  // ask for missed messages on each resubscription
+    this.epoch = null;  // the position of the last message delivered (recover only)
+    this.offset = 0;
+    this.recovered = null;  // null until a resubscription asked; then whether every missed message came
+    this._asking = false;  // a recovery request is out: positioned messages wait for its reply
     this._watcher = null;
   }
   Channel.prototype = Object.create(Emitter.prototype);
@@ -90,6 +98,44 @@
   };
   Channel.prototype._deliver = function (message) {
     if (this._watcher) this._watcher(message);
+  };
+  Channel.prototype._position = function () {
+    return this.epoch === null ? null : [this.epoch, this.offset];
+  };
+  /** The answer to ['s','r',...]: false, or { epoch, offset, recovered, publications: [[offset, message]] }. */
+  Channel.prototype._recoveryAnswer = function (answer) {
+    this._asking = false;
+    if (!answer || typeof answer !== 'object') { this._answer(false); return; }
+    var asked = this.epoch !== null;
+    var recovered = answer.recovered === true;
+    if (recovered && Array.isArray(answer.publications)) {
+      for (var i = 0; i < answer.publications.length; i++) {
+        var item = answer.publications[i];
+        if (Array.isArray(item) && item[0] > this.offset) { this.offset = item[0]; this._deliver(item[1]); }
+      }
+    }
+    if (typeof answer.epoch === 'string' && typeof answer.offset === 'number') {
+      this.epoch = answer.epoch; this.offset = answer.offset;
+    } else {
+      this.epoch = null; this.offset = 0;  // no position to hold: the next message gives one
+    }
+    this._answer(true);
+    if (asked) { this.recovered = recovered; this._emit('recovered', recovered); }
+  };
+  /** [epoch, first offset, [messages]] of a positioned publish: a gap or a new epoch recovers. */
+  Channel.prototype._positioned = function (entry) {
+    if (this._asking || !Array.isArray(entry) || entry.length !== 3 || !Array.isArray(entry[2])) return;
+    var epoch = entry[0], first = entry[1], messages = entry[2];
+    if (this.epoch === null) {
+      this.epoch = epoch; this.offset = first - 1;
+    } else if (epoch !== this.epoch || first > this.offset + 1) {
+      this.client._askRecovery([this]);
+      return;
+    }
+    for (var i = Math.max(0, this.offset + 1 - first); i < messages.length; i++) {
+      this.offset = first + i;
+      this._deliver(messages[i]);
+    }
   };
 
   /**
@@ -137,9 +183,14 @@
     socket.onopen = function () {
       self._openedAt = Date.now();
       if (self.options.autoResubscribe) {
-        var names = Object.keys(self._channels);
-        names.forEach(function (name) { self._channels[name].state = 'subscribing'; });
-        if (names.length) self._sendRaw(JSON.stringify(['s', 's', names]));
+        var names = Object.keys(self._channels), plain = [], recovering = [];
+        names.forEach(function (name) {
+          var channel = self._channels[name];
+          channel.state = 'subscribing';
+          (channel.recover ? recovering : plain).push(channel);
+        });
+        if (plain.length) self._sendRaw(JSON.stringify(['s', 's', plain.map(function (c) { return c.name; })]));
+        self._askRecovery(recovering);
       }
       self._emit('open');
     };
@@ -201,12 +252,21 @@
     } else if (kind === 'p') {
       for (var name in payload) {
         var channel = this._channels[name];
-        if (channel && Array.isArray(payload[name])) payload[name].forEach(channel._deliver, channel);
+        if (!channel) continue;
+        if (param === 'o') channel._positioned(payload[name]);
+        else if (Array.isArray(payload[name])) payload[name].forEach(channel._deliver, channel);
       }
     } else if (kind === 's' && param === 's') {
       for (var key in payload) {
         if (this._channels[key]) this._channels[key]._answer(payload[key] === true);
       }
+    } else if (kind === 's' && param === 'r') {
+      for (var recovering in payload) {
+        if (this._channels[recovering]) this._channels[recovering]._recoveryAnswer(payload[recovering]);
+      }
+    } else if (kind === 's' && (param === 'j' || param === 'l') && Array.isArray(payload)) {
+      var member = this._channels[payload[0]];
+      if (member) member._emit(param === 'j' ? 'join' : 'leave', payload[1], payload[2]);
     } else if (kind === 's' && param === 'c') {
       this.pingInterval = payload && payload.autoPing ? payload.pingInterval : 0;
       this._armWatchdog();
@@ -232,13 +292,29 @@
     else this._sendRaw(JSON.stringify(['e', event, data]));
   };
 
-  /** subscribe(name) returns its Channel (the same one if already subscribed). */
-  ClusterWS.prototype.subscribe = function (name) {
+  /**
+   * subscribe(name, { recover, since }) returns its Channel (the same one if already subscribed).
+   * With recover, each resubscription asks for what the channel missed (the server keeps its
+   * history); since ({ epoch, offset }, e.g. rendered with the page from the history; implies
+   * recover) asks for what came after that position on the first subscription too.
+   */
+  ClusterWS.prototype.subscribe = function (name, options) {
     var channel = this._channels[name];
     if (channel) return channel;
-    channel = this._channels[name] = new Channel(this, name);
-    this._sendRaw(JSON.stringify(['s', 's', [name]]));
+    var since = options && options.since;
+    channel = this._channels[name] = new Channel(this, name, options && (options.recover || since));
+    if (since) { channel.epoch = since.epoch; channel.offset = since.offset; }
+    if (channel.recover) this._askRecovery([channel]);
+    else this._sendRaw(JSON.stringify(['s', 's', [name]]));
     return channel;
+  };
+
+  /** Subscribe channels with their positions: ['s','r',{name: [epoch, offset] | null}]. */
+  ClusterWS.prototype._askRecovery = function (channels) {
+    if (!channels.length || this.readyState !== 1) return;
+    var request = {};
+    channels.forEach(function (channel) { channel._asking = true; request[channel.name] = channel._position(); });
+    this._sendRaw(JSON.stringify(['s', 'r', request]));
   };
 
   ClusterWS.prototype.getChannelByName = function (name) { return this._channels[name] || null; };

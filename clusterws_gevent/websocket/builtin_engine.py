@@ -30,17 +30,24 @@ from websockets.protocol import CLOSED as CORE_CLOSED
 from websockets.protocol import OPEN as CORE_OPEN
 from websockets.server import ServerProtocol
 
-from ..exceptions import InvalidData, ProtocolError
+from ..exceptions import InvalidData, OverCapacity, ProtocolError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
+from ..net.sockets import unsent_bytes
 from ..options import WebSocketOptions
 from ..protocol.closing import as_protocol_error, close_for
+from ..protocol.mask import apply_mask
 from ..protocol.reader import BINARY, CONT, CORE, ERROR, TEXT, ClientFrameReader
-from .connection import ABORTED, CLOSING, DONE, MORE, OPEN, WAIT, Connection, ConnectionSink, ServeMode
+from .connection import ABORTED, CLOSING, DONE, MORE, OPEN, SLOW_CONSUMER, WAIT, Connection, ConnectionSink, ServeMode
 
 __all__ = ["BuiltinConnection"]
 
 _PONG, _CLOSE = Opcode.PONG, Opcode.CLOSE
+_PING_OPCODE, _PONG_OPCODE = 9, 10
+#: Every this many pings, the bytes waiting unread in the kernel for the client are checked...
+UNREAD_PINGS = 256
+#: ... and past this many, a client that keeps pinging is a slow consumer.
+UNREAD_BYTES = 1 << 20
 _utf8_decoder: Callable[[], Any] = codecs.getincrementaldecoder("utf-8")
 
 
@@ -70,7 +77,7 @@ class BuiltinConnection(Connection):
 
     serve_mode = ServeMode.PARKED
 
-    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary")
+    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary", "_held", "_pings")
 
     def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"") -> None:
         super().__init__(id, sock, options, log, initial)
@@ -81,6 +88,8 @@ class BuiltinConnection(Connection):
         self._parts: Optional[bytearray] = None  # the message being assembled
         self._decoder: Any = None
         self._binary = False
+        self._held = 0  # bytes of the message being assembled, reserved in ``memory``
+        self._pings = 0  # pings answered
 
     def _core(self) -> ServerProtocol:
         """The websockets core, made on first use."""
@@ -145,7 +154,14 @@ class BuiltinConnection(Connection):
                 if not self._add(payload, done, sink):
                     break
             elif kind == CORE:
-                self._to_core(payload, sink)
+                # one whole valid control frame, unless the reader gave up (passthrough: the core fails it)
+                opcode = -1 if self._reader.passthrough or self.state is not OPEN else payload[0] & 0x0F
+                if opcode == _PING_OPCODE:
+                    self._answer_ping(payload)
+                elif opcode == _PONG_OPCODE:
+                    sink._on_pong()
+                else:  # a close, a broken frame, or anything once the close handshake began
+                    self._to_core(payload, sink)
             elif kind == ERROR:
                 self._fail(payload, sink)
                 break
@@ -184,6 +200,13 @@ class BuiltinConnection(Connection):
         # costs about its size (a list of parts cost 25-37x with 2-byte fragments).
         parts = self._parts
         assert parts is not None  # the reader checks the order of fragments
+        memory = self.memory
+        if memory is not None and chunk:  # what a message being assembled holds is the worker's too
+            if not memory.take(len(chunk)):
+                self._fail(OverCapacity(f"the worker's incoming messages hold max_message_memory "
+                                        f"({memory.limit} bytes): try again later"), sink)
+                return False
+            self._held += len(chunk)
         parts += chunk
         if not self._binary:
             try:
@@ -192,13 +215,39 @@ class BuiltinConnection(Connection):
                 self._fail(InvalidData(f"invalid UTF-8 in a text message: {exc.reason}"), sink)
                 return False
         if done:
-            self._parts = self._decoder = None
+            self._drop_message()
             if self.state is OPEN:
                 if self._binary:
                     sink._on_binary(bytes(parts))
                 else:
                     sink._on_text(parts.decode("utf-8"))
         return True
+
+    def _answer_ping(self, frame: bytes) -> None:
+        """A client's ping (RFC 6455 §5.5.2), answered here rather than by the core (16 µs a
+        ping through it). A client that keeps pinging without reading our answers is a slow
+        consumer: the kernel holds megabytes of 2-byte pongs before our outbox holds any, so
+        every UNREAD_PINGS pings the bytes waiting unread in the kernel are checked too; past
+        UNREAD_BYTES (or answers waiting in the outbox), the connection is reset."""
+        self._pings += 1
+        if self.outbox.queued or (not self._pings % UNREAD_PINGS and unsent_bytes(self.sock) > UNREAD_BYTES):
+            self.log.warning("socket %s: pings while our answers wait unread: the client is not reading; "
+                             "closing the connection", self.id)
+            self.abort(SLOW_CONSUMER)
+            return
+        size = frame[1] & 0x7F  # the reader checked: masked, FIN, at most 125 bytes
+        self.outbox.write(bytes((0x8A, size)) + (apply_mask(frame[6:6 + size], frame[2:6]) if size else b""))
+
+    def _drop_message(self) -> None:
+        """Forget the message being assembled (complete, failed or cut short): give its bytes back."""
+        self._parts = self._decoder = None
+        if self._held:
+            assert self.memory is not None
+            self.memory.give(self._held)
+            self._held = 0
+
+    def _release(self) -> None:
+        self._drop_message()
 
     # -- the core ---------------------------------------------------------------------------------
 
@@ -212,7 +261,7 @@ class BuiltinConnection(Connection):
                 sink._on_pong()
             elif frame.opcode is _CLOSE:
                 # RFC 6455 §5.4: a close may come between fragments; the partial message is dropped.
-                self._parts = self._decoder = None
+                self._drop_message()
         was_open = self.state is OPEN
         self._flush_core()
         if proto.parser_exc is not None and was_open:  # the core failed the connection itself
@@ -241,7 +290,7 @@ class BuiltinConnection(Connection):
     def _fail(self, error: ProtocolError, sink: ConnectionSink) -> None:
         """Close with the error's code (RFC 6455 §7.1.7) and report it."""
         self._reader.passthrough = True
-        self._parts = self._decoder = None
+        self._drop_message()
         self._core().fail(*close_for(error))
         self._flush_core()
         sink._on_protocol_error(error)

@@ -46,6 +46,7 @@ from ..enums import ReadyState
 from ..exceptions import ProtocolError
 from ..log import Log
 from ..net.fairness import ReadBudget
+from ..net.memory import MessageMemory
 from ..net.outbox import Outbox
 from ..options import WebSocketOptions
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_close, frame_header
@@ -128,8 +129,8 @@ class Connection:
         initial: bytes that arrived with the HTTP request, after its headers.
     """
 
-    __slots__ = ("id", "sock", "outbox", "state", "log", "options", "sink", "scope", "watcher", "_initial",
-                 "_local_close", "_abort_reason", "_close_timer", "_dropped")
+    __slots__ = ("id", "sock", "outbox", "state", "log", "options", "sink", "scope", "watcher", "memory",
+                 "_initial", "_local_close", "_abort_reason", "_close_timer", "_dropped")
 
     #: Bytes asked of each ``recv``.
     recv_size = 65536
@@ -150,6 +151,8 @@ class Connection:
         self.scope: Any = None
         #: The event-loop watcher of a parked connection's socket (the driver's).
         self.watcher: Any = None
+        #: The worker's budget for incoming messages (``net/memory.py``), or None: unbounded.
+        self.memory: Optional[MessageMemory] = None
         self._initial = initial
         self._local_close: Optional[Tuple[int, str]] = None
         self._abort_reason = ""
@@ -257,11 +260,15 @@ class Connection:
             return
         code, reason = self.final_close(*self.close_frames())
         self.state = CLOSED
+        self._release()
         if self._close_timer is not None:
             self._close_timer.close()
             self._close_timer = None
         self.outbox.discard()
         sink._on_close(code, reason)
+
+    def _release(self) -> None:
+        """The connection ended: give back what the engine still holds (a partial message)."""
 
     def final_close(self, received: Optional[Tuple[int, str]], sent: Optional[Tuple[int, str]],
                     received_first: bool) -> Tuple[int, str]:

@@ -15,9 +15,11 @@ class ConnectionInfo:
         environ: the WSGI environ of the upgrade request.
         request: the Flask ``request`` of the upgrade, when a Flask app is attached.
         session: the Flask ``session`` (as the views see it), when a Flask app is attached.
+        user: who the socket is, for presence (``socket.user``): set it here, from the session,
+            a token...; None by default.
     """
 
-    __slots__ = ("origin", "secure", "environ", "request", "session", "_cookies")
+    __slots__ = ("origin", "secure", "environ", "request", "session", "user", "_cookies")
 
     def __init__(self, environ: Mapping[str, Any], request: Any = None, session: Any = None) -> None:
         self.environ = environ
@@ -25,6 +27,7 @@ class ConnectionInfo:
         self.secure = environ.get("wsgi.url_scheme") == "https"
         self.request = request
         self.session = session
+        self.user: Any = None
         self._cookies: Optional[Dict[str, str]] = None
 
     @property

@@ -12,10 +12,13 @@ import warnings
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Protocol, Set, Union, overload
 
 from ..enums import ReadyState
-from ..exceptions import ClusterWSError, IncorrectMessage, ProtocolError
+from ..exceptions import ClusterWSError, IncorrectMessage, OverCapacity, ProtocolError
 from ..listeners import add_listener, call_user_code
 from ..log import Log
-from ..protocol.messages import PONG, decode_message, encode_emit
+from ..net.memory import SMALL_MESSAGE, MessageMemory, decoded_cost
+from ..options import WebSocketOptions
+from ..protocol.messages import PONG, RECOVER, decode_message, encode_emit, encode_json
+from ..pubsub.hub import LIVE, PLAIN
 from ..typing import Data, Listener
 from .connection import OPEN, SLOW_CONSUMER, Connection, ConnectionSink
 from .stats import ServerStats
@@ -26,6 +29,14 @@ __all__ = ["Socket", "RESERVED_EVENTS"]
 RESERVED_EVENTS = frozenset(("message", "pong", "error", "close"))
 _MISSING: Any = object()
 _PONG_TEXT = PONG.decode("ascii")
+#: How the v4 clients write a subscribe request (compact JSON); another spelling is checked once decoded.
+_SUBSCRIBE_PREFIX = '["s","s",'
+
+
+def too_many_channels(limit: int) -> IncorrectMessage:
+    """The refusal of a subscribe request naming more than ``limit`` channels."""
+    return IncorrectMessage(f"a subscribe request naming more than max_channels_per_socket ({limit}) channels; "
+                            "refused whole")
 
 
 class SocketServer(Protocol):
@@ -33,6 +44,7 @@ class SocketServer(Protocol):
 
     log: Log
     stats: ServerStats
+    options: WebSocketOptions
 
     def publish(self, channel: str, data: Data) -> None:
         """Publish ``data`` to every subscriber of ``channel``."""
@@ -46,6 +58,12 @@ class SocketServer(Protocol):
     def handle_subscribe_request(self, socket: Socket, channels: Any) -> None:
         """A client's subscribe request: ask onSubscribe, then reply."""
 
+    def handle_publish_request(self, socket: Socket, channel: str, data: Data) -> None:
+        """A client's publish to a channel it is subscribed to: ask onPublish, then publish."""
+
+    def handle_recover_request(self, socket: Socket, request: Any) -> None:
+        """A subscribe with positions (the recovery extension): ask onSubscribe, recover, reply."""
+
     def forget(self, socket: Socket) -> None:
         """The socket closed."""
 
@@ -56,15 +74,20 @@ class Socket(ConnectionSink):
     Created by the server; get it from the ``connection`` event. Do not change :attr:`id`.
     """
 
-    __slots__ = ("id", "_conn", "_server", "_listeners", "_channels", "awaiting_pong", "busy", "__weakref__")
+    __slots__ = ("id", "user", "_conn", "_server", "_listeners", "_channels", "_positions", "awaiting_pong", "busy",
+                 "__weakref__")
 
     def __init__(self, id: str, connection: Connection, server: SocketServer) -> None:
         #: A unique id of this socket (used in logs).
         self.id = id
+        #: Who this socket is, for presence (``info["user"]``): None until the app says, in a
+        #: ``connection`` listener or through ``verifyConnection``'s ``info.user``. Any JSON value.
+        self.user: Any = None
         self._conn = connection
         self._server = server
         self._listeners: Dict[str, List[Listener]] = {}
         self._channels: Optional[Set[str]] = None
+        self._positions: Optional[Dict[str, Any]] = None  # channels it gets positions of: LIVE, or a recovery buffer
         #: A ping was sent and no pong came back yet (keepalive).
         self.awaiting_pong = False
         #: A listener of this socket is running (keepalive spares a busy socket).
@@ -143,20 +166,27 @@ class Socket(ConnectionSink):
         if message in (PONG, _PONG_TEXT):
             self._on_pong()
             return
+        if isinstance(message, str) and message.startswith(_SUBSCRIBE_PREFIX) and (
+                message.count(",") - 1 > self._server.options.max_channels_per_socket):
+            # more names than a socket may hold: refused whole, before a byte is decoded
+            self.refuse(too_many_channels(self._server.options.max_channels_per_socket))
+            return
         try:
             kind, param, data = decode_message(message)
         except IncorrectMessage as error:
-            self._fail(error)
+            self.refuse(error)
             return
         if kind == "e":
             if isinstance(param, str) and param not in RESERVED_EVENTS:
                 self._fire(param, data)
         elif kind == "p":
             if isinstance(param, str) and self._channels is not None and param in self._channels:
-                self._server.publish(param, data)
+                self._server.handle_publish_request(self, param, data)
         elif kind == "s":
             if param == "s":
                 self._server.handle_subscribe_request(self, data)
+            elif param == RECOVER:
+                self._server.handle_recover_request(self, data)
             elif param == "u" and isinstance(data, str) and self.is_subscribed(data):
                 self._server.unsubscribe(self, data)
         # other message types are ignored, as in the original
@@ -227,13 +257,43 @@ class Socket(ConnectionSink):
         """Forget a subscription; False if there was none."""
         if self._channels is None or channel not in self._channels:
             return False
+        if self._positions is not None:
+            self._positions.pop(channel, None)
         self._channels.discard(channel)
         return True
 
     def take_channels(self) -> List[str]:
         """Forget every subscription and return them (the socket closed)."""
         channels, self._channels = self._channels, None
+        self._positions = None
         return list(channels or ())
+
+    # -- positions (the recovery extension: docs/protocol.md) -------------------------------------
+
+    def position_of(self, channel: str) -> Any:
+        """PLAIN (an original client's frames), LIVE (positioned frames), or, while it recovers,
+        the list its share of ``channel``'s numbered messages is kept in (``pubsub/hub.py``)."""
+        positions = self._positions
+        return PLAIN if positions is None else positions.get(channel, PLAIN)
+
+    def begin_recovery(self, channel: str) -> None:
+        """Keep ``channel``'s numbered messages aside until :meth:`end_recovery`."""
+        if self._positions is None:
+            self._positions = {}
+        self._positions[channel] = []
+
+    def end_recovery(self, channel: str) -> List[Any]:
+        """Get positioned frames of ``channel`` from now on; returns what was kept aside
+        (``(epoch, first offset, messages)`` each)."""
+        if self._positions is None:
+            self._positions = {}
+        kept = self._positions.get(channel)
+        self._positions[channel] = LIVE
+        return kept if isinstance(kept, list) else []
+
+    def presence_info(self) -> bytes:
+        """What presence says of this socket (``{"user": ...}``), as JSON."""
+        return encode_json({"user": self.user})
 
     @property
     def connection(self) -> Connection:
@@ -256,8 +316,19 @@ class Socket(ConnectionSink):
         self._receive(data)
 
     def _receive(self, message: Union[str, bytes]) -> None:
-        """A frame from the client: to the ``message`` listeners if any, else to the protocol."""
+        """A frame from the client: to the ``message`` listeners if any, else to the protocol.
+
+        A large message first reserves what decoding and handling it will hold in the
+        worker's budget (``net/memory.py``), until its listeners returned; one that does not
+        fit closes the socket with 1013."""
         self._server.stats.messages_in += 1
+        cost = 0
+        memory = self._conn.memory
+        if memory is not None and len(message) > SMALL_MESSAGE:
+            cost = decoded_cost(message)
+            if not memory.take(cost):
+                self._over_capacity(cost, memory)
+                return
         self.busy = True
         try:
             if "message" in self._listeners:
@@ -269,6 +340,18 @@ class Socket(ConnectionSink):
             self._fire("error", exc)
         finally:
             self.busy = False
+            if cost:
+                memory.give(cost)  # type: ignore[union-attr]
+
+    def _over_capacity(self, cost: int, memory: MessageMemory) -> None:
+        stats = self._server.stats
+        stats.refuse("message-memory")
+        self._server.log.refusal("message-memory", "socket %s: a message of about %d decoded bytes does not fit "
+                                 "max_message_memory (%d of %d in use); closing it with 1013", self.id, cost,
+                                 memory.used, memory.limit)
+        self._on_protocol_error(OverCapacity("the worker's incoming messages hold max_message_memory: try again "
+                                             "later"))
+        self._conn.close(1013, "message memory exhausted: try again later")
 
     def _on_pong(self) -> None:
         self.awaiting_pong = False
@@ -288,7 +371,7 @@ class Socket(ConnectionSink):
         self._server.forget(self)
         self._fire("close", code, reason)
 
-    def _fail(self, error: ClusterWSError) -> None:
+    def refuse(self, error: ClusterWSError) -> None:
         """A bad ClusterWS message: the ``error`` listeners decide; without one, log and terminate."""
         if "error" in self._listeners:
             self._fire("error", error)

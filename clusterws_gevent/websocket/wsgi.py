@@ -26,8 +26,10 @@ from gevent.ssl import SSLSocket
 from .. import registry
 from ..exceptions import HandshakeError
 from ..log import Log
+from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
 from ..protocol.handshake import check_origin, check_upgrade, http_response, is_upgrade_request, switching_protocols
+from ..quoting import quote
 from .client_assets import ClientAssets
 from .connection import ServeMode
 from .driver import Lot, Scope
@@ -56,6 +58,12 @@ def reset_socket_ids() -> None:
 
 
 os.register_at_fork(after_in_child=reset_socket_ids)  # forked workers never share ids, whoever forks them
+
+
+#: What one HTTP request costs of its connection's read budget: 16 pipelined requests a turn.
+REQUEST_COST = 4 * MESSAGE_COST
+#: Seconds a client refused past max_connections is told to wait (Retry-After).
+RETRY_AFTER = 5
 
 
 class HandshakeTimeout(stdlib_socket.timeout):
@@ -96,6 +104,8 @@ class ClusterWSHandler(HandlerAdapter):
     #: The request became a WebSocket: its connection, not this handler, reports when it ends.
     websocket = False
     _accepted: Any = None  # (socket, environ, held) once the app's hook accepted the upgrade
+    _budget: Any = None  # this connection's ReadBudget: pipelined requests take turns
+    _user: Any = None  # what verifyConnection said the socket is (info.user)
 
     def handle_one_request(self) -> Any:
         # A client gets handshake_timeout seconds to send its request line and
@@ -106,6 +116,12 @@ class ClusterWSHandler(HandlerAdapter):
         finally:
             self._deadline.close()
             self._request_done()
+            # Requests pipelined on one keep-alive connection are read and answered without a
+            # switch while the kernel has their bytes and room for the answers: each costs its
+            # turn, as WebSocket messages do (one client froze a worker for as long as it sent).
+            if self._budget is None:
+                self._budget = ReadBudget()
+            self._budget.spend(REQUEST_COST)
 
     def read_requestline(self) -> str:
         line: str = super().read_requestline()
@@ -130,13 +146,17 @@ class ClusterWSHandler(HandlerAdapter):
 
     def refuse_client_error(self, ex: Exception) -> Optional[Tuple[str, bytes]]:
         if isinstance(ex, HandshakeTimeout):
-            self.server.wss.stats.refuse("timeout")
+            self._refused("timeout", 408, "request not received in time")
             return ("408", http_response(408, "request not received in time"))
         if isinstance(ex, HeadersTooLarge):
-            self.server.wss.stats.refuse("headers")
-            self.server.log.warning("refused a request from %s: 431, %s", self._peer(), ex)
+            self._refused("headers", 431, str(ex))
             return ("431", http_response(431, "request header fields too large"))
         return None
+
+    def _refused(self, rule: str, status: int, why: str) -> None:
+        """Count a refusal by its rule and log it (at most a line a second per rule)."""
+        self.server.wss.stats.refuse(rule)
+        self.server.log.refusal(rule, "refused a request from %s: %d, %s", self._peer(), status, why)
 
     def _peer(self) -> str:
         address = self.client_address
@@ -198,12 +218,12 @@ class ClusterWSHandler(HandlerAdapter):
         try:
             path = environ.get("PATH_INFO", "")
             if options.ws_path is not None and path != options.ws_path:
-                raise HandshakeError(404, f"no WebSocket endpoint at {path}")
+                raise HandshakeError(404, f"no WebSocket endpoint at {quote(path)}")
             key = check_upgrade(environ)
             check_origin(environ, options.allowed_origins)
         except HandshakeError as exc:
-            server.wss.stats.refuse({403: "origin", 404: "path"}.get(exc.status, "handshake"))
-            server.log.warning("refused a WebSocket upgrade from %s: %d, %s", self._peer(), exc.status, exc)
+            self._refused({403: "origin", 404: "path"}.get(exc.status, "handshake"), exc.status,
+                          f"WebSocket upgrade: {exc}")
             self._respond(exc.status, str(exc), exc.headers)
             return
         if server.through_app:
@@ -261,13 +281,13 @@ class ClusterWSHandler(HandlerAdapter):
 
     def _verify(self, environ: Dict[str, Any], request: Any, session: Any) -> Optional[Tuple[int, str]]:
         """Run verifyConnection: None to accept, or the (status, reason) of a refusal (logged)."""
-        verdict = self.server.wss.verify(ConnectionInfo(environ, request, session))
+        info = ConnectionInfo(environ, request, session)
+        verdict = self.server.wss.verify(info)
         if verdict[0]:
+            self._user = info.user
             return None
         _, code, reason = verdict
-        self.server.wss.stats.refuse("verify")
-        self.server.log.info("refused a WebSocket upgrade from %s: %d, by verifyConnection", self._peer(),
-                                       code)
+        self._refused("verify", code, "WebSocket upgrade, by verifyConnection")
         return code, reason or "connection refused"
 
     def _accept(self, key: str) -> Socket:
@@ -292,11 +312,14 @@ class ClusterWSHandler(HandlerAdapter):
         else:
             initial = self._take_buffered()
             connection = engine(socket_id, self.take_socket(), server.ws_options, log, initial)
+        connection.memory = server.wss.memory
         log.debug("socket %s: connected from %s", socket_id, self.client_address[0])
         self._request_done()  # a WebSocket now: stopping closes it with 1001 instead of waiting
         self._connection_environ = self.environ
         self.release("headers")  # not needed after the handshake
-        return Socket(socket_id, connection, server.wss)
+        socket = Socket(socket_id, connection, server.wss)
+        socket.user = self._user
+        return socket
 
     def _take_buffered(self) -> bytes:
         """The bytes that came after the request headers (the first frames), then free
@@ -318,10 +341,12 @@ class ClusterWSHandler(HandlerAdapter):
         self._send(http_response(status, message, headers), status, message, close=True)
 
     def _send(self, response: bytes, code: int, phrase: str, close: bool) -> None:
-        """Write a whole response the handler made itself, and record it for the access log."""
+        """Write a whole response the handler made itself, within ``handshake_timeout`` (a client
+        that never reads holds nothing past it), and record it for the access log."""
         try:
-            self.socket.sendall(response)
-        except OSError:
+            with gevent.Timeout(self.server.ws_options.handshake_timeout, HandshakeTimeout):
+                self.socket.sendall(response)
+        except (OSError, HandshakeTimeout):  # HandshakeTimeout is an OSError too (socket.timeout)
             close = True
         self._set_status(code, phrase, len(response), close)
 
@@ -377,6 +402,8 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self._requests = 0
         self._no_requests = Event()
         self._no_requests.set()
+        #: TCP connections open now: HTTP ones and WebSockets (``max_connections``).
+        self.open_connections = 0
 
     #: Called when a connection is accepted, and when it ends (a worker's load, for balancing).
     on_connection_opened: Optional[Callable[[], None]] = None
@@ -385,6 +412,7 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
     def do_handle(self, *args: Any) -> None:
         # Count a new connection from its accept: a stop then waits for its first request
         # (or handshake), even if it has not arrived yet or the handler has not started.
+        self.open_connections += 1
         self.request_started()
         if self.on_connection_opened is not None:
             self.on_connection_opened()
@@ -397,6 +425,7 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
 
     def connection_closed(self) -> None:
         """A connection ended (a worker's load, for balancing)."""
+        self.open_connections -= 1
         if self.on_connection_closed is not None:
             self.on_connection_closed()
 
@@ -418,6 +447,9 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
     def handle(self, sock: Any, address: Any) -> None:
         handler = None
         try:
+            if self.open_connections > self.ws_options.max_connections:
+                self._refuse_busy(sock, address)
+                return
             if self._ssl_context is not None:
                 sock = self._wrap_tls(sock, address)
                 if sock is None:
@@ -434,6 +466,21 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
                 if self._ssl_context is not None and sock is not None:
                     sock.close()
                 self.connection_closed()  # a WebSocket's connection says so when it ends (Lot.on_finished)
+
+    def _refuse_busy(self, sock: Any, address: Any) -> None:
+        """Past ``max_connections``: 503 and Retry-After, written without waiting (a plain
+        connection; a TLS one is closed), and the connection closed."""
+        self.wss.stats.refuse("max-connections")
+        self.log.refusal("max-connections", "refused a connection from %s: 503, this worker holds "
+                         "max_connections (%d)", address[0] if isinstance(address, tuple) else address,
+                         self.ws_options.max_connections)
+        if self._ssl_context is None:
+            try:
+                sock.setblocking(False)
+                sock.send(http_response(503, "this server is at its connection limit; try again later",
+                                        [("Retry-After", str(RETRY_AFTER))]))
+            except OSError:
+                pass
 
     def _wrap_tls(self, sock: Any, address: Any) -> Any:
         """The TLS socket after its handshake, or None (closed, logged at debug level).

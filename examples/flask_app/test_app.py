@@ -3,10 +3,14 @@
 The app's worker runs in this process (``cws.test_client``); the Flask test client logs in,
 and the WebSocket carries its session cookie, as a browser's would.
 """
-import pytest
-from app import app, cws
+import os
 
-from clusterws_gevent.client import ConnectError
+import pytest
+
+os.environ.setdefault("SECRET_KEY", "the example's tests")  # the app refuses to start without one
+from app import app, cws  # noqa: E402
+
+from clusterws_gevent.client import ConnectError  # noqa: E402
 
 
 def logged_in(name):
@@ -45,3 +49,24 @@ def test_echo_answers_the_sender_only():
     with cws.test_client(flask_test_client=logged_in("ann")) as ann:
         ann.emit("echo", {"only": "ann"})
         assert ann.get_received() == [{"event": "echo", "data": {"only": "ann"}}]
+
+
+def test_a_client_cannot_publish_to_chat_itself():
+    with cws.test_client(flask_test_client=logged_in("eve")) as eve, \
+            cws.test_client(flask_test_client=logged_in("bob")) as bob:
+        assert eve.subscribe("chat") and bob.subscribe("chat")
+        eve.publish("chat", {"name": "admin", "text": "x" * 10_000})  # onPublish refuses it
+        eve.emit("say", "hello")  # through "say": attributed to eve
+        (message,) = bob.get_received()
+        assert message["data"]["name"] == "eve" and message["data"]["text"] == "hello"
+
+
+def test_the_page_comes_with_the_chats_last_messages_and_their_position():
+    ann = logged_in("ann")
+    with cws.test_client(flask_test_client=logged_in("bob")) as bob:
+        assert bob.subscribe("chat")
+        bob.emit("say", "earlier")
+        bob.get_received()  # the message went round: it is in the history
+    page = ann.get("/").get_data(as_text=True)
+    assert '"text": "earlier"' in page and '"epoch": "' in page
+    assert ann.get("/who").get_json() == {"users": []}  # nobody is in the chat now

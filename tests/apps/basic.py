@@ -45,7 +45,13 @@ def worker(w):
         install(socket, query, wss)
 
 
+def history_reply(history):
+    return {"messages": history.messages, "offset": history.offset, "epoch": history.epoch}
+
+
 def install(socket, query, wss):
+    if query.get("user"):
+        socket.user = query["user"]  # what presence says of the socket
     @socket.on("echo")
     def echo(data):
         socket.send("echo", data)
@@ -57,10 +63,19 @@ def install(socket, query, wss):
     socket.on("state", lambda data: socket.send("state", {"ready_state": int(socket.ready_state), "id": socket.id}))
     socket.on("publish", lambda data: wss.publish(data["channel"], data["data"]))
     socket.on("whoami", lambda data: socket.send("whoami", os.getpid()))
+    socket.on("history", lambda data: socket.send("history", history_reply(
+        wss.history(data["channel"], data.get("limit")))))
+    socket.on("presence", lambda data: socket.send("presence", wss.presence(data["channel"])))
+    socket.on("presence-stats", lambda data: socket.send("presence-stats", wss.presence_stats(data["channel"])))
     socket.on("stats", lambda data: socket.send("stats", wss.hub.connector.stats()))
     socket.on("process", lambda data: socket.process_message(data))  # a decoded list
     socket.on("environ-keys", lambda data: socket.send("environ-keys", flask_environ_keys()))
     socket.on("greenlets", lambda data: socket.send("greenlets", live_greenlets()))
+
+    @socket.on("hold")
+    def hold(data):  # a listener that blocks 1 s with a large message in hand
+        gevent.sleep(1)
+        report("held", items=len(data))
 
     @socket.on("sleep")
     def sleep(seconds):

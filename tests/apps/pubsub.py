@@ -1,8 +1,9 @@
-"""The pub/sub application of the tests: channels, the six middleware kinds, server-side subscribe.
+"""The pub/sub application of the tests: channels, the seven middleware kinds, server-side subscribe.
 
 onSubscribe declines ``private-*`` channels, answers ``slow-*`` later from another
-greenlet, never answers ``never-*``, and raises for ``boom-*``. Middleware calls are
-reported as ``EVENT`` lines (see apps.basic.report).
+greenlet, never answers ``never-*``, and raises for ``boom-*``. onPublish refuses a
+client's publish to ``readonly-*`` and answers ``later-*`` from another greenlet.
+Middleware calls are reported as ``EVENT`` lines (see apps.basic.report).
 """
 import os
 from urllib.parse import parse_qs
@@ -33,6 +34,14 @@ def worker(w):
         else:
             next(True)
 
+    @wss.middleware(Middleware.onPublish)
+    def on_publish(socket, channel, message, next):
+        report("onPublish", id=socket.id, channel=channel, message=message)
+        if channel.startswith("later-"):
+            gevent.spawn_later(0.1, next, True)
+        else:
+            next(not channel.startswith("readonly-"))
+
     wss.add_middleware(Middleware.onUnsubscribe,
                        lambda socket, channel: report("onUnsubscribe", id=socket.id, channel=channel))
     wss.add_middleware(Middleware.onChannelOpen, lambda channel: report("onChannelOpen", channel=channel))
@@ -47,7 +56,8 @@ def worker(w):
         socket.on("server-unsubscribe", lambda channel: socket.send("unsubscribed", socket.unsubscribe(channel)))
         socket.on("channels", lambda data: socket.send("channels", sorted(socket.channels)))
         socket.on("to-workers", lambda message: wss.publish_to_workers(message))
-        socket.on("burst", lambda data: [wss.publish(data["channel"], i) for i in range(data["count"])])
+        socket.on("burst", lambda data: [wss.publish(data["channel"], {"i": i, "pad": "x" * data["size"]}
+                                                     if data.get("size") else i) for i in range(data["count"])])
 
         @socket.on("hang")
         def hang(data):

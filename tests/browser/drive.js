@@ -67,6 +67,34 @@ const scenarios = {
     await page.evaluate(() => window.socket.close());
   },
 
+  // subscribe with recover: true to feed:live, whose messages ({p, i}) are checked in order; the
+  // test kills the page's worker meanwhile, then says how many were published: every one must come
+  async recover(page) {
+    say('pid', await page.evaluate(() => new Promise((resolve) => {
+      window.got = { next: 0, gaps: 0, duplicates: 0, received: 0, recovered: [], closes: [] };
+      window.socket = new ClusterWS({ url: wsUrl(), autoReconnectOptions: { minInterval: 100, maxInterval: 300 } });
+      const feed = window.socket.subscribe('feed:live', { recover: true });
+      feed.setWatcher((message) => {
+        const got = window.got;
+        got.received += 1;
+        if (message.i === got.next) got.next += 1;
+        else if (message.i > got.next) { got.gaps += message.i - got.next; got.next = message.i + 1; }
+        else got.duplicates += 1;
+      });
+      feed.on('recovered', (recovered) => window.got.recovered.push(recovered));
+      window.socket.on('close', (code) => window.got.closes.push(code));
+      window.socket.on('whoami', resolve);
+      feed.on('subscribed', () => { if (!window.got.asked) { window.got.asked = true; window.socket.send('whoami', null); } });
+    })));
+    const published = await new Promise((resolve) => {
+      lines.on('line', (line) => { if (line.startsWith('published ')) resolve(Number(line.split(' ')[1])); });
+    });
+    await page.waitForFunction((count) => window.got.received >= count, published, { timeout: 15000 })
+      .catch(() => null);
+    say('got', await page.evaluate(() => window.got));
+    await page.evaluate(() => window.socket.close());
+  },
+
   // a configuration message promising pings that never come: the client closes with 4001
   async watchdog(page) {
     say('closed', await page.evaluate(() => new Promise((resolve) => {

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, List
@@ -13,7 +14,7 @@ from typing import Any, Dict, List
 import pytest
 
 from clusterws_gevent.client import Client
-from clusterws_gevent.testing import free_port
+from clusterws_gevent.testing import free_port, wait_until
 
 BROWSER_DIR = Path(__file__).resolve().parent.parent / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -114,3 +115,61 @@ def test_the_client_is_served_with_an_etag_and_its_path_can_change(serve):
     moved = serve("apps.basic:worker", *FLASK, "--client-path", "/assets/cws.js")
     assert get(moved.port, "/assets/cws.js")[0] == 200
     assert get(moved.port, "/clusterws.js")[0] == 404  # Flask's: the server no longer answers it
+
+
+def test_the_browser_client_recovers_what_it_missed_across_a_worker_kill(serve_cluster):
+    """Scale mode, history on the channel: the page's worker is SIGKILLed while another worker's
+    client publishes 500 messages/s; the page reconnects (to a worker the master starts or the
+    other one), recovers, and ends with every message once, in order."""
+    import gevent
+
+    channels = json.dumps({"namespaces": {"feed": {"history_size": 2000, "history_ttl": 60}}})
+    server = serve_cluster("apps.pubsub:worker", *FLASK, "--no-auto-ping", "--channel-options", channels,
+                           "--restart-on-fail")
+    driver = subprocess.Popen(["node", str(BROWSER_DIR / "drive.js"), "recover", f"http://127.0.0.1:{server.port}/client"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=str(BROWSER_DIR))
+    try:
+        step = json.loads(driver.stdout.readline())
+        assert step["step"] == "pid"
+        page_pid = step["data"]
+        publisher = None
+        for _ in range(40):  # a publisher on the other worker: the kill must not take it
+            candidate = Client(f"ws://127.0.0.1:{server.port}/")
+            pids = []
+            candidate.on("whoami", pids.append)
+            candidate.send("whoami", None)
+            wait_until(lambda pids=pids: pids, 5, message="whoami")
+            if pids[0] != page_pid:
+                publisher = candidate
+                break
+            candidate.close()
+        assert publisher is not None
+        sent = 0
+
+        def publish(count):
+            nonlocal sent
+            for _ in range(count):
+                publisher.send("publish", {"channel": "feed:live", "data": {"p": 0, "i": sent}})
+                sent += 1
+                gevent.sleep(0.002)  # pacing: 500 a second
+
+        publish(500)
+        os.kill(page_pid, signal.SIGKILL)
+        publish(1000)
+        publisher.close()
+        driver.stdin.write(f"published {sent}\n")
+        driver.stdin.flush()
+        got = json.loads(driver.stdout.readline())
+        assert got["step"] == "got", got
+        result = got["data"]
+        assert driver.wait(10) == 0, driver.stderr.read()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(5)
+        for stream in (driver.stdin, driver.stdout, driver.stderr):
+            stream.close()
+    assert result["closes"], "the page's connection was cut"
+    assert result["recovered"] == [True]
+    assert (result["received"], result["gaps"], result["duplicates"], result["next"]) == (sent, 0, 0, sent)

@@ -25,12 +25,13 @@ def hub_servers(serve):
     """``start(*per_server_flags, hub_flags=(), key=KEY)``: A runs the hub; the others join it."""
     hub_port = free_port()
 
-    def start(others: int = 2, hub_flags=(), join_flags=(), key: str = KEY, scheme: str = "ws") -> List[Any]:
+    def start(others: int = 2, hub_flags=(), join_flags=(), key: str = KEY, scheme: str = "ws",
+              host: str = "127.0.0.1") -> List[Any]:
         common = ["--workers", "2", "--brokers", "2", "--horizontal-key", key, "--no-auto-ping"]
         a = serve("apps.pubsub:worker", *common, "--master-port", str(hub_port), *hub_flags, mode="scale",
                   ready_count=2)
         a.hub_port = hub_port
-        joined = [serve("apps.pubsub:worker", *common, "--scalers-urls", f"{scheme}://127.0.0.1:{hub_port}",
+        joined = [serve("apps.pubsub:worker", *common, "--scalers-urls", f"{scheme}://{host}:{hub_port}",
                         *join_flags, mode="scale", ready_count=2) for _ in range(others)]
         return [a, *joined]
 
@@ -165,3 +166,39 @@ def test_tls_with_a_test_ca_and_a_wrong_ca_refused(hub_servers, serve, tmp_path)
                   "--no-auto-ping", mode="scale")
     log = wrong.wait_for_log("certificate verify failed", timeout=10)
     assert "TLS with the hub at wss://127.0.0.1" in log
+
+
+def test_a_hub_certificate_names_its_host_only_and_its_own_brokers_join_locally(hub_servers, tmp_path):
+    ca = trustme.CA()
+    cert_path, ca_path = tmp_path / "hub.pem", tmp_path / "ca.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(cert_path))  # no 127.0.0.1 in it
+    ca.cert_pem.write_to_path(str(ca_path))
+    a, b = hub_servers(others=1, scheme="wss", host="localhost",
+                       hub_flags=("--master-certfile", str(cert_path), "--scalers-ca-certs", str(ca_path)),
+                       join_flags=("--scalers-ca-certs", str(ca_path)))
+    wait_linked([a, b])  # A's brokers joined A's hub on its private Unix socket; B's checked "localhost"
+    assert deliver_across(a, b) and deliver_across(b, a)
+    assert "certificate verify failed" not in a.log() + b.log()
+
+
+def test_idle_connections_from_one_address_leave_the_hub_places_for_the_brokers(hub_servers):
+    a, b = hub_servers(others=1, join_flags=("--restart-on-fail",))
+    wait_linked([a, b])
+    squatters = []
+    try:
+        for _ in range(64):  # every handshake place, if one address could take them all
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", a.hub_port))
+            squatters.append(sock)
+        broker = int(re.findall(r">>> Broker on: \S+, PID: (\d+)", b.log())[0])
+        os.kill(broker, signal.SIGKILL)  # its replacement must join the hub while the squatters sit there
+        wait_until(lambda: "(restarted)" in b.log(), 10, message="the broker restarted")
+        wait_until(lambda: deliver_across(a, b, "after") and deliver_across(b, a, "after"), 15, interval=0.2,
+                   message="B's brokers joined again")
+    finally:
+        for sock in squatters:
+            sock.close()
+    refusals = [line for line in a.log().splitlines() if "refused a connection" in line]
+    assert refusals and all("127.0.0.2" in line for line in refusals)
+    assert len(refusals) <= 20  # a line a second at most; the rest counted in them

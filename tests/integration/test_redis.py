@@ -139,6 +139,48 @@ def test_foreign_messages_on_our_channels_are_dropped_and_logged(redis_servers, 
     assert "Traceback" not in log
 
 
+def test_bodies_that_do_not_decode_are_dropped_and_counted_without_reconnecting(redis_servers, redis):
+    (server,) = redis_servers(count=1, workers=1)
+    with Client(urls([server])[0]) as client:
+        got, worker_messages = [], []
+        channel = client.subscribe("news")
+        channel.watch(got.append)
+        assert channel.wait_subscribed(5)
+        client.on("stats", worker_messages.append)
+        control = redis.client()
+        deep = b"[" * 100_000 + b"]" * 100_000  # RecursionError out of the subscriber's loop before
+        control.publish("cws:w", encode_envelope(b"12345678", [deep]))
+        control.publish("cws:c:news", encode_envelope(b"12345678", [b'"bad utf-8: \xff"', deep, b"{nope",
+                                                                    b'"valid"']))
+        wait_until(lambda: got, 5, message="the valid message")
+        assert got == ["valid"]  # the other three of its envelope dropped
+        client.send("stats", None)
+        stats = wait_until(lambda: worker_messages, 5, message="the connector's counters")[0]
+        assert stats["invalid"] == 3 and stats["reconnects"] == 0
+    log = server.log()
+    assert "Traceback" not in log and "RecursionError" not in log
+    assert "dropped a worker message that is not JSON" in log
+
+
+def test_the_default_prefix_holds_the_database_number_so_two_apps_never_meet(serve, redis):
+    base = redis.url.rsplit("/", 1)[0]
+    apps = [serve("apps.pubsub:worker", "--workers", "1", "--scaler", "redis", "--redis-url", f"{base}/{db}",
+                  "--no-auto-ping", mode="scale") for db in (1, 2)]
+    with Client(urls(apps[:1])[0]) as one, Client(urls(apps[1:])[0]) as two:
+        got, channels_of = {1: [], 2: []}, {}
+        for db, client in ((1, one), (2, two)):
+            channel = channels_of[db] = client.subscribe("news")
+            channel.watch(got[db].append)
+            assert channel.wait_subscribed(5)
+        channels = redis.client().execute_command("PUBSUB", "CHANNELS", "*")
+        assert {b"cws.db1:c:news", b"cws.db2:c:news"} <= set(channels)
+        channels_of[1].publish("for db 1 only")
+        wait_until(lambda: got[1], 5, message="db 1's own message")
+        channels_of[2].publish("for db 2 only")
+        wait_until(lambda: got[2], 5, message="db 2's own message")
+        assert (got[1], got[2]) == (["for db 1 only"], ["for db 2 only"])
+
+
 def test_a_server_started_while_redis_is_down_serves_and_subscribes_once_it_is_up(serve, tmp_path):
     redis = RedisServer(tmp_path)
     server = serve("apps.pubsub:worker", "--workers", "1", "--scaler", "redis", "--redis-url", redis.url,

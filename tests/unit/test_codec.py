@@ -1,10 +1,13 @@
 """ClusterWS messages, frames and the handshake, as pure functions."""
+import json
+
 import pytest
 
 from clusterws_gevent.exceptions import HandshakeError, IncorrectMessage
 from clusterws_gevent.protocol import json_codec
 from clusterws_gevent.protocol.frames import OP_TEXT, encode_close, encode_frame, frame_header
 from clusterws_gevent.protocol.handshake import accept_key, check_upgrade, http_response, switching_protocols
+from clusterws_gevent.protocol.json_codec import MAX_DEPTH
 from clusterws_gevent.protocol.messages import (
     decode_message,
     encode_channel_entry,
@@ -142,3 +145,23 @@ def test_http_response_is_complete():
     response = http_response(404, "nope")
     assert response.startswith(b"HTTP/1.1 404 Not Found\r\n") and response.endswith(b"\r\n\r\nnope\n")
     assert b"Content-Length: 5\r\n" in response
+
+
+@pytest.mark.parametrize("depth, accepted", [(MAX_DEPTH, True), (MAX_DEPTH + 1, False), (5000, False),
+                                             (100_000, False)])
+def test_one_nesting_rule_whichever_codec_decodes(depth, accepted):
+    text = '["e","deep",' + "[{\"a\":" * (depth // 2) + "1" + "}]" * (depth // 2) + "]"
+    levels = 1 + 2 * (depth // 2)
+    assert json_codec.nesting(text) == levels
+    if levels <= MAX_DEPTH:
+        assert decode_message(text)[1] == "deep"
+    else:
+        with pytest.raises(IncorrectMessage) as info:
+            decode_message(text)
+        assert f"nested deeper than {MAX_DEPTH} levels" in info.value.detail
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    text = json.dumps(["e", "s", "[" * 10_000 + '\\"{' * 1000])
+    assert json_codec.nesting(text) == 1
+    assert decode_message(text)[2].startswith("[[[")

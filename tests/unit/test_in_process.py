@@ -307,7 +307,7 @@ class Delivery:
         self.delivered = []
         self.from_workers = []
 
-    def deliver(self, channel, messages):
+    def deliver(self, channel, messages, epoch=None, first=0):
         self.delivered.append((channel, list(messages)))
 
     def worker_message(self, message):

@@ -104,9 +104,9 @@ def test_every_option_has_a_flag_and_the_flags_round_trip():
     parser = build_parser()
     assert flags <= set(parser._option_string_actions)
     # options without a flag are the worker (positional), groups taken from their flags,
-    # and the seed's PEM-text alternatives to certfile/keyfile
+    # the seed's PEM-text alternatives to certfile/keyfile, and channel namespaces (--channel-options JSON)
     no_flag = {name for name, f, prefix in iter_settings() if flag_of(name, f, prefix) is None}
-    assert no_flag <= {"worker", "tls_options", "tls_options.cert", "tls_options.key",
+    assert no_flag <= {"worker", "tls_options", "channel_options.namespaces", "tls_options.cert", "tls_options.key",
                        "scale_options.default.horizontal_scale_options",
                        "scale_options.default.horizontal_scale_options.master_options",
                        "scale_options.default.horizontal_scale_options.master_options.tls_options",
