@@ -9,6 +9,9 @@
 #   fanout    1,000 subscribers, 20,000 publishes     project-single vs raw-gevent, flask-sio
 #   xworker   cross-worker fan-out, 2 workers         project-scale vs flask-sio-redis
 #   xredis    cross-worker fan-out through Redis      project-scale-redis vs flask-sio-redis (target >= 10x)
+#   xhistory  xworker with history_size 100 on every channel, against the same without (target >= 0.7x)
+#   xredis-history  xredis with history_size 100, against the same without and flask-sio-redis (>= 0.5x, >= 5x)
+#   recovery  time to recover 1,000 missed messages, per scaler (benchmarks/recovery_time.py)
 #   xserver   cross-server fan-out, hub vs Redis      (benchmarks/cross_server.py)
 #   1mib      1 MiB echo, Node.js ws client           (benchmarks/echo_1mib.sh)
 # * ClusterWS 4.0.0-alpha.7 on Node.js (peer cws-node-single) runs when CWS_NODE_DIR names a
@@ -31,7 +34,10 @@ case "$scenario" in
   fanout)  exec "$BENCH/compare.sh" fanout project-single raw-gevent flask-sio -- "$@" ;;
   xworker) exec "$BENCH/compare.sh" xworker project-scale flask-sio-redis -- "$@" ;;
   xredis)  exec "$BENCH/compare.sh" xworker project-scale-redis flask-sio-redis -- "$@" ;;
+  xhistory) exec "$BENCH/compare.sh" xworker project-scale project-scale-history -- "$@" ;;
+  xredis-history) exec "$BENCH/compare.sh" xworker project-scale-redis project-scale-redis-history flask-sio-redis -- "$@" ;;
+  recovery) exec "$PROJECT_PYTHON" "$HERE/recovery_time.py" "$@" ;;
   xserver) exec "$PROJECT_PYTHON" "$HERE/cross_server.py" "$@" ;;
   1mib)    exec "$HERE/echo_1mib.sh" ;;
-  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac

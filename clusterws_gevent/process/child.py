@@ -26,6 +26,7 @@ from ..scale.hub import Hub
 from ..scale.hub_link import HubRouter
 from .balance import AcceptGate, LoadTable
 from .exits import BROKER_BOOT_ERROR, OK, WORKER_BOOT_ERROR
+from .metrics import export_drops
 from .reloader import watch_sources
 from .worker import Worker
 
@@ -174,6 +175,7 @@ def run_broker_process(context: ChildContext, address: Address, stop_timeout: fl
     except OSError as exc:
         context.log.error("broker cannot listen on %s: %s", describe(address), exc.strerror or exc)
         return BROKER_BOOT_ERROR
+    export_drops(broker.lost)
     context.ready()
     # Ctrl-C reaches the whole process group: a broker ignores SIGINT and stops when the
     # master says so (SIGTERM), after the workers have closed their WebSockets.
@@ -193,6 +195,7 @@ def run_hub_process(context: ChildContext, host: str, port: int, key: bytes, ssl
     except OSError as exc:
         context.log.error("hub cannot listen on port %d: %s", port, exc.strerror or exc)
         return BROKER_BOOT_ERROR
+    export_drops(hub.lost)
     context.ready()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a broker: stopped by the master, last
     context.wait_for_stop(f"hub {port}", (signal.SIGTERM,))

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gevent
 
@@ -25,7 +25,7 @@ from ..options import MetricsOptions
 from .exits import FAILED
 
 __all__ = ["prepare_metrics_directory", "remove_metrics_directory", "install_operations", "forget_process",
-           "SYNC_INTERVAL", "LAG_INTERVAL"]
+           "export_drops", "worker_drops", "SYNC_INTERVAL", "LAG_INTERVAL"]
 
 #: Seconds between two copies of the counters into the exported metrics.
 SYNC_INTERVAL = 1.0
@@ -68,6 +68,54 @@ def forget_process(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+def worker_drops(worker: Any) -> Dict[str, int]:
+    """What a worker dropped since it started, by reason: ``slow_consumer`` (a socket's outbox
+    full, ``outbox_overflow="drop"``), ``gap`` (numbered messages that never came from their
+    owner), and its connector's (``broker_link_down``, ``redis_down``, ``invalid``...)."""
+    wss = worker.wss
+    drops = dict(wss.hub.connector.lost())
+    for reason, count in wss.hub.lost.items():
+        drops[reason] = drops.get(reason, 0) + count
+    if wss.stats.dropped:
+        drops["slow_consumer"] = wss.stats.dropped
+    return drops
+
+
+def export_drops(lost: Callable[[], Dict[str, int]]) -> None:
+    """In a broker or hub process (metrics enabled): copy ``lost()`` (messages dropped, by
+    reason) into ``clusterws_dropped_messages_total`` once a second, as workers do."""
+    if not os.environ.get(_ENV):
+        return
+    counter, seen = _dropped_counter(), {}  # type: ignore[var-annotated]
+
+    def run() -> None:
+        while True:
+            gevent.sleep(SYNC_INTERVAL)
+            _add_drops(counter, seen, lost())
+
+    gevent.spawn(run)
+
+
+_DROPPED: List[Any] = []
+
+
+def _dropped_counter() -> Any:
+    """The one family every process counts its dropped messages in (by ``reason``)."""
+    if not _DROPPED:
+        from prometheus_client import Counter
+
+        _DROPPED.append(Counter("clusterws_dropped_messages", "Messages dropped, by reason", ["reason"]))
+    return _DROPPED[0]
+
+
+def _add_drops(counter: Any, seen: Dict[str, int], drops: Dict[str, int]) -> None:
+    for reason, total in drops.items():
+        delta = total - seen.get(reason, 0)
+        if delta > 0:
+            counter.labels(reason=reason).inc(delta)
+            seen[reason] = total
+
+
 def install_operations(worker: Any, options: MetricsOptions) -> None:
     """Serve ``/healthz`` (and ``/metrics`` when enabled) on ``worker``'s server."""
     server = worker.server
@@ -95,12 +143,12 @@ class _Exporter:
 
         self.worker = worker
         self._seen: Dict[Any, float] = {}
+        self._dropped, self._dropped_seen = _dropped_counter(), {}  # type: ignore[var-annotated]
         self.counters = {
             "messages_in": Counter("clusterws_messages_received", "Messages received from clients"),
             "messages_out": Counter("clusterws_messages_sent", "Messages sent to one client (send, replies)"),
             "deliveries": Counter("clusterws_deliveries", "Publish frames written to subscribers"),
             "batches": Counter("clusterws_publish_batches", "Flushes of the publish batches"),
-            "dropped": Counter("clusterws_dropped_messages", "Messages dropped", ["where"]),
             "slow": Counter("clusterws_slow_consumer_closes", "Sockets closed for not reading"),
             "refused": Counter("clusterws_refused", "Refused upgrades and requests, by rule", ["reason"]),
         }
@@ -134,8 +182,7 @@ class _Exporter:
         self._add("deliveries", hub.deliveries)
         self._add("batches", hub.batches)
         self._add("slow", stats.slow_consumer_closes)
-        self._add("dropped", stats.dropped, where="client")
-        self._add("dropped", connector.dropped_total, where="link")
+        _add_drops(self._dropped, self._dropped_seen, worker_drops(self.worker))
         for reason, count in list(stats.refused.items()):
             self._add("refused", count, reason=reason)
         # counts kept as they change: a sync never walks the sockets (15,000 of them took turns badly)

@@ -42,7 +42,7 @@ __all__ = [
     "PRESENCE_LEAVE", "PRESENCE", "PRESENCE_READ", "encode_numbered", "decode_numbered", "encode_history",
     "decode_history", "encode_history_read", "decode_history_read", "encode_presence_join", "decode_presence_join",
     "encode_presence_leave", "decode_presence_leave", "encode_presence", "decode_presence", "encode_presence_read",
-    "decode_presence_read", "request_id",
+    "decode_presence_read", "request_id", "message_count",
 ]
 
 HELLO = 1  #: worker -> broker: u8 version, u16 worker id, the worker's nonce
@@ -334,6 +334,17 @@ def _end(frame: bytes, pos: int, what: str) -> None:
 def request_id(frame: bytes) -> int:
     """The request id of a HISTORY, HISTORY_READ, PRESENCE or PRESENCE_READ frame."""
     return _read_u32(frame, 5)
+
+
+def message_count(frame: bytes) -> int:
+    """How many messages a PUBLISH or NUMBERED frame carries (1 for any other frame), read
+    from its header (what a broker counts when it drops the frame)."""
+    kind = frame[4]
+    if kind == PUBLISH:
+        return _read_u32(frame, _read_string(frame, 5)[1])
+    if kind == NUMBERED:
+        return _read_u32(frame, _read_string(frame, _read_string(frame, 5)[1])[1] + 8)
+    return 1
 
 
 def encode_numbered(channel: str, epoch: str, first: int, messages: Sequence[bytes]) -> bytes:

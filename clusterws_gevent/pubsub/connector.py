@@ -55,11 +55,6 @@ class Connector:
         """(links up, links) to the other processes; (0, 0) when there are none to have."""
         return 0, 0
 
-    @property
-    def dropped_total(self) -> int:
-        """Messages dropped because a link was down, since the start."""
-        return sum(self.lost().values())
-
     def lost(self) -> Dict[str, int]:
         """Messages dropped since the start, by reason (``broker_link_down``, ``redis_down``...)."""
         return {}

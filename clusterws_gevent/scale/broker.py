@@ -114,7 +114,7 @@ class Broker:
         self._no_links = Event()
         self._no_links.set()
         self._interest: Dict[str, Set[_Link]] = {}
-        #: Messages (not frames) dropped because a worker link was full or broken.
+        #: Messages dropped because a link was full or closing (``lost()``).
         self.dropped = 0
 
     def start(self) -> None:
@@ -316,7 +316,23 @@ class Broker:
         """``frame`` to every link interested in ``channel``, but the sender."""
         for target in self._interest.get(channel, ()):
             if self._routable(target, source) and not target.outbox.write(frame):
-                self.dropped += 1
+                self._drop(target, frame)
+
+    def _drop(self, target: _Link, frame: bytes) -> None:
+        """A frame a link's outbox refused (full: the link is being dropped): counted and logged."""
+        count = wire.message_count(frame)
+        self.dropped += count
+        self.log.refusal(f"{self.role} dropped", "%s %s: dropped %d message(s) for %d, whose link is full or "
+                         "closing (%d in all)", self.role, self.name, count, target.worker_id, self.dropped)
+
+    def lost(self) -> Dict[str, int]:
+        """Messages dropped since the start, by reason (``clusterws_dropped_messages_total``):
+        ``link_full`` (a worker's, or another broker's on a hub, that did not read),
+        ``hub_link_down`` (no hub link up to carry a publish to the other servers)."""
+        lost = {"link_full": self.dropped} if self.dropped else {}
+        if self.hubs is not None and self.hubs.dropped:
+            lost["hub_link_down"] = self.hubs.dropped
+        return lost
 
     def _routable(self, target: _Link, source: Optional[_Link]) -> bool:
         return target is not source
@@ -376,5 +392,4 @@ class Broker:
     def _overflow(self, link: _Link, waiting: int) -> None:
         self.log.error("broker %s: worker %d does not read (%d bytes waiting); dropping its link, it will "
                        "reconnect", self.name, link.worker_id, waiting)
-        self.dropped += 1
         shutdown(link.sock)

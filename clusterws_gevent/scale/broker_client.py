@@ -376,6 +376,8 @@ class BrokerConnector(Connector):
         self.log = log
         self.links = [BrokerLink(address, key, worker_id, self._delivered, self._from_workers, log)
                       for address in addresses]
+        #: publish_to_workers messages dropped: no broker link was up.
+        self.workers_dropped = 0
 
     def start(self, hub: Any) -> None:
         super().start(hub)
@@ -418,7 +420,7 @@ class BrokerConnector(Connector):
         return wire.decode_presence_read(frame)[1]
 
     def lost(self) -> Dict[str, int]:
-        dropped = sum(link.dropped + link.dropped_logged for link in self.links)
+        dropped = sum(link.dropped + link.dropped_logged for link in self.links) + self.workers_dropped
         return {"broker_link_down": dropped} if dropped else {}
 
     def add_interest(self, channel: str) -> bool:
@@ -434,7 +436,9 @@ class BrokerConnector(Connector):
         for link in self.links:  # any one broker reaches every worker
             if link.send_to_workers(message):
                 return
-        self.log.warning("publish_to_workers: no broker link is up; message dropped")
+        self.workers_dropped += 1
+        self.log.refusal("broker_link_down", "publish_to_workers: no broker link is up; message dropped (%d so far)",
+                         self.workers_dropped)
 
     def stats(self) -> Dict[str, Any]:
         """Per link: address, connected, messages received and dropped (since last logged)."""

@@ -145,6 +145,7 @@ class HubRouter:
                       for url in urls]
         #: Channels this broker has subscribers for, and the link each is declared on.
         self.owners: Dict[str, Optional[HubLink]] = {}
+        #: Messages for the other servers dropped (no hub link up, or it was full): ``hub_link_down``.
         self.dropped = 0
 
     def start(self) -> None:
@@ -182,13 +183,19 @@ class HubRouter:
         """A local worker's publish: to the hub that carries its channel."""
         link = self.owner(channel)
         if link is None or not link.forward(frame):
-            self.dropped += 1
+            self._drop(frame, "no hub link up" if link is None else f"hub link {link.name} down or full")
 
     def forward_to_workers(self, frame: bytes) -> None:
         """A local publish_to_workers: to one hub (it reaches every other server it links)."""
         link = self.owner("")
         if link is None or not link.forward(frame):
-            self.dropped += 1
+            self._drop(frame, "no hub link up" if link is None else f"hub link {link.name} down or full")
+
+    def _drop(self, frame: bytes, why: str) -> None:
+        count = wire.message_count(frame)
+        self.dropped += count
+        self.log.refusal("hub dropped", "dropped %d message(s) for the other servers: %s (%d in all)", count, why,
+                         self.dropped)
 
     def _delivered(self, kind: int, frame: bytes) -> None:
         self.deliver(kind, frame)

@@ -91,3 +91,29 @@ def test_the_access_log_is_off_by_default_and_in_common_log_format_when_on(serve
     line = logged.wait_for_log('"GET /info HTTP/1.1" 200')
     assert re.search(r'127\.0\.0\.1 - - \[[^\]]+\] "GET /info HTTP/1.1" 200 \d+', line)
     assert '"GET /info' not in quiet.log()
+
+
+def test_every_dropped_message_is_counted_by_reason_in_one_family(serve_cluster):
+    server = serve_cluster("apps.pubsub:worker", "--no-auto-ping", "--metrics", "--max-outbox-size", "262144",
+                           "--outbox-overflow", "drop", workers=1, brokers=1)
+    with WSClient(server.port, rcvbuf=4096) as stalled:  # a client that does not read
+        stalled.recv_json()
+        stalled.emit("flood", {"size": 65536, "count": 200})
+        server.wait_event("flood-done")
+    broker = int(re.search(r">>> Broker on: \d+, PID: (\d+)", server.log()).group(1))
+    os.kill(broker, signal.SIGKILL)  # restart_on_fail is off: the worker's link stays down
+    wait_until(lambda: get(server.port, "/healthz")[0] == 503, 5, message="the link down")
+    with WSClient(server.port, "/") as client:
+        client.recv_json()
+        client.emit("publish", {"channel": "news", "data": "into the void"})
+        client.emit("echo", "handled")
+        assert client.recv_event("echo") == "handled"
+
+    def dropped():
+        samples = scrape(server.port)
+        return {key: value for key, value in samples.items() if key.startswith("clusterws_dropped_messages_total")}
+
+    counts = wait_until(lambda: (lambda found: found if len(found) == 2 else None)(dropped()), 5, interval=0.2,
+                        message="both reasons exported")
+    assert counts['clusterws_dropped_messages_total{reason="slow_consumer"}'] >= 1
+    assert counts['clusterws_dropped_messages_total{reason="broker_link_down"}'] == 1
