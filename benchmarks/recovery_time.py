@@ -38,7 +38,8 @@ def start(scaler, workdir, redis_url):
     flags = ["apps.pubsub:worker", "--host", "127.0.0.1", "--port", str(port), "--no-auto-ping",
              "--channel-options", CHANNELS]
     if scaler == "scale":
-        flags += ["--mode", "scale", "--workers", "2", "--brokers", "2", "--brokers-ports", f"{free_port()},{free_port()}"]
+        flags += ["--mode", "scale", "--workers", "2", "--brokers", "2",
+                  "--brokers-ports", f"{free_port()},{free_port()}"]
     elif scaler == "redis":
         flags += ["--mode", "scale", "--workers", "2", "--scaler", "redis", "--redis-url", redis_url]
     else:
