@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from . import registry
-from .enums import Mode
+from .enums import Mode, Scaler
 from .exceptions import OptionTypeError
 from .flask_ext import FlaskSupport, is_flask_app
 from .log import make_log
 from .options import Options, camel_case
+from .protocol.messages import encode_json
+from .pubsub.channels import channel_name_error
 from .typing import Data
 
 __all__ = ["ClusterWS"]
@@ -19,6 +22,7 @@ __all__ = ["ClusterWS"]
 # The layers below serve a Flask app through this (registry.AppSupport): they never import flask_ext.
 registry.app_support = FlaskSupport()
 
+_LOG = logging.getLogger("clusterws_gevent")
 _TOP_LEVEL = [f.name for f in dataclasses.fields(Options)]
 _SEED_NAMES = {camel_case(name): name for name in _TOP_LEVEL}
 
@@ -59,6 +63,11 @@ class ClusterWS:
                 raise OptionTypeError(name, f"given twice (as {name} and {key})")
             given[name] = value
         self.options = Options(**{name: value for name, value in given.items() if value is not None})
+        #: The keywords given (the command line serves a module's ClusterWS with them, under its flags).
+        self.given_options = {name: value for name, value in given.items() if value is not None}
+        #: Publishes dropped because no worker served in this process and no Redis joins the workers.
+        self.dropped_publishes = 0
+        self._emitter: Any = None  # publishes through Redis from a process where no worker serves
         if hasattr(self.options.app, "extensions") and is_flask_app(self.options.app):
             self.options.app.extensions["clusterws"] = self
 
@@ -82,14 +91,46 @@ class ClusterWS:
 
     def publish(self, channel: str, data: Data) -> None:
         """Publish ``data`` to every subscriber of ``channel``, on every worker (and every
-        server joined by Redis or hubs). Call it in a worker process: from a Flask view, a
-        listener or a greenlet. From any other process, use :class:`~clusterws_gevent.Emitter`.
+        server joined by Redis or hubs): from a Flask view, a listener or a greenlet of a worker.
+
+        In a process where no worker serves (a view under the app's own tests, a script that
+        imports the app), it still does what a user expects: with ``Scaler.Redis``, the
+        message goes through Redis (as :class:`~clusterws_gevent.Emitter` does); otherwise
+        there is nobody to deliver it to: it is dropped, with a debug log line, and counted in
+        :attr:`dropped_publishes`. A ``cws.test_client()`` serves the worker in the test's
+        process (docs/from-flask-socketio.md, "Testing views that publish").
 
         Raises:
-            RuntimeError: no worker serves in this process.
             TypeError, ValueError: a bad channel name, or data JSON cannot carry.
         """
-        self._worker().wss.publish(channel, data)
+        worker = self._current_worker()
+        if worker is not None:
+            worker.wss.publish(channel, data)
+            return
+        scale = self.options.scale_options
+        if scale.scaler is Scaler.Redis and scale.redis is not None:
+            if self._emitter is None:
+                from .emitter import Emitter
+
+                self._emitter = Emitter(scale.redis, scale.redis_prefix,
+                                        self.options.websocket_options.max_channel_length, self.options.channel_options)
+            self._emitter.publish(channel, data)
+            return
+        rule = channel_name_error(channel, self.options.websocket_options.max_channel_length)
+        if rule is not None:
+            raise (TypeError if not isinstance(channel, str) else ValueError)(f"channel {channel!r}: {rule}")
+        encode_json(data)  # what a worker would refuse, refused here too
+        self.dropped_publishes += 1
+        _LOG.debug("publish to %r dropped: no worker serves in this process and no Redis joins the workers "
+                   "(%d so far)", channel, self.dropped_publishes)
+
+    def _shadowed(self) -> bool:
+        """Whether the command line serves this process, not this ClusterWS (warned)."""
+        if registry.command_line is None or registry.command_line is self:
+            return False
+        _LOG.warning("ClusterWS.run() ignored: `python -m clusterws_gevent` serves this app, with its own address "
+                     "and workers; call run() under `if __name__ == \"__main__\":` to keep `python myapp.py` working")
+        return True
 
     def publish_to_workers(self, data: Data) -> None:
         """Send ``data`` to onWorkerMessage of every other worker (see :meth:`publish`)."""
@@ -125,21 +166,33 @@ class ClusterWS:
         return TestClient(self, flask_test_client=flask_test_client, path=path, headers=headers)
 
     @staticmethod
-    def _worker() -> Any:
+    def _current_worker() -> Any:
         from .process.worker import current_worker
 
-        worker = current_worker()
+        return current_worker()
+
+    @classmethod
+    def _worker(cls) -> Any:
+        worker = cls._current_worker()
         if worker is None:
             raise RuntimeError("no ClusterWS worker serves in this process: publish from a view, a listener or a "
                                "greenlet of a worker, or from another process with clusterws_gevent.Emitter")
         return worker
 
     def run(self) -> None:
-        """Serve until SIGINT or SIGTERM (blocks), then exit the process with its status."""
+        """Serve until SIGINT or SIGTERM (blocks), then exit the process with its status.
+
+        Under ``python -m clusterws_gevent`` (which imports the module that calls it) it does
+        nothing but log a warning: the command line serves, with its own address and workers."""
+        if self._shadowed():
+            return
         sys.exit(self.serve())
 
     def serve(self) -> int:
-        """Serve until SIGINT or SIGTERM (blocks); returns the exit status instead of exiting."""
+        """Serve until SIGINT or SIGTERM (blocks); returns the exit status instead of exiting
+        (0 at once under the command line, as :meth:`run`)."""
+        if self._shadowed():
+            return 0
         registry.running = self  # workers forked from here find it (app.extensions, publish)
         log = make_log(self.options.logger_options.logger, self.options.logger_options.log_level)
         if self.options.mode is Mode.Single:

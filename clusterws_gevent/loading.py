@@ -119,12 +119,28 @@ class Target:
     def _worker(self) -> Any:
         obj = self.load()
         if not _is_app(obj):
+            if not callable(obj):
+                raise ImportFailed(f"{self.spec} is neither a worker function nor a Flask app")
             return obj
         registered = obj.extensions.get("clusterws")
-        if registered is None:
-            raise ImportFailed(f"{self.spec} is an app whose module registered no worker: call "
-                               "ClusterWS(worker=..., app=app) there, or give module:worker")
-        return registered.options.worker
+        worker = registered.options.worker if registered is not None else None
+        # the command line's own ClusterWS registers itself on the app it serves: its worker is
+        # this target's stand-in, not the module's
+        if worker is None or isinstance(worker, _TargetWorker):
+            return _NoWebSockets(self.spec)
+        return worker
+
+
+class _NoWebSockets:
+    """The worker of an app whose module registered none: the app is served, with a warning,
+    and WebSockets get no listener (they open, and nothing answers them)."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def __call__(self, worker: Any) -> None:
+        worker.log.warning("%s registered no ClusterWS worker: serving the app with no WebSocket listeners (call "
+                           "ClusterWS(worker=..., app=app) in its module, or give module:worker)", self.spec)
 
 
 def _is_app(obj: Any) -> bool:

@@ -200,8 +200,9 @@ def _enum(enum_cls: Any) -> Validator:
             for member_name, member in enum_cls.__members__.items():
                 if member_name.lower() == value.lower() or str(member.value).lower() == value.lower():
                     return member
-        valid = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in dict.fromkeys(enum_cls.__members__.values()))
-        raise OptionError(name, f"must be one of {valid}, got {value!r}")
+        members = dict.fromkeys(enum_cls.__members__.values())
+        valid = " or ".join(f"{m.name.lower()} ({enum_cls.__name__}.{m.name})" for m in members)
+        raise OptionError(name, f"must be {valid}, got {value!r}")
     # the flag's metavar and spelling: each member once, by its seed name (single|scale)
     check.choices = tuple(m.name.lower() for m in dict.fromkeys(enum_cls.__members__.values()))  # type: ignore
     return check
@@ -688,7 +689,8 @@ class ScaleOptions(OptionGroup):
         "memory); by default each worker imports them after fork, so SIGHUP serves the code on disk. "
         "ClusterWS(...).run() from a script is preload by nature."))
     reload: bool = option(False, validator=_bool, help=(
-        "Development: replace the workers (as on SIGHUP) when a source file they imported changes."))
+        "Development: replace the workers (as on SIGHUP) when a source file they imported changes; in "
+        "Mode.Single, the process restarts with the same command line."))
     balance: str = option("least-connections", validator=_choice("least-connections", "shared-socket",
                                                                   "reuseport"), help=(
         "How connections are spread over the workers: 'least-connections' (a worker accepts only while it "

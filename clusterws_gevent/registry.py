@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any, ContextManager, Optional, Tuple
 
-__all__ = ["running", "AppSupport", "app_support"]
+__all__ = ["running", "command_line", "AppSupport", "app_support"]
 
 #: The ClusterWS that serves in this process, or None.
 running: Optional[Any] = None
+#: ``python -m clusterws_gevent`` runs this process: True while it reads its options (the
+#: app's module is imported), then the ClusterWS it serves. Another one's ``run()`` is then
+#: a no-op (a module that calls it at import, for ``python myapp.py``).
+command_line: Any = None
 
 
 class AppSupport:

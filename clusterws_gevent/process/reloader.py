@@ -3,8 +3,10 @@
 One worker (the first) watches the files of the modules it imported, outside the
 standard library and the installed packages, and asks the master for a rolling
 reload (SIGHUP) when one changes: new workers import the code as it is on disk
-(without ``--preload``), and no connection is refused meanwhile. Polls mtimes,
-as gunicorn's default reloader does: no dependency, and any file system works.
+(without ``--preload``), and no connection is refused meanwhile. In ``Mode.Single``
+the process stops (its sockets closed with 1001) and runs its command line again
+(:func:`restart_command`). Polls mtimes, as gunicorn's default reloader does: no
+dependency, and any file system works.
 """
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import os
 import signal
 import sys
 import sysconfig
-from typing import Dict
+from typing import Callable, Dict, List, Optional
 
 import gevent
 
 from ..log import Log
 
-__all__ = ["source_files", "watch_sources", "POLL_INTERVAL"]
+__all__ = ["source_files", "watch_sources", "restart_command", "POLL_INTERVAL"]
 
 #: Seconds between two looks at the files.
 POLL_INTERVAL = 1.0
@@ -43,8 +45,20 @@ def source_files() -> Dict[str, float]:
     return files
 
 
-def watch_sources(log: Log, interval: float = POLL_INTERVAL) -> None:
-    """In a greenlet: SIGHUP the master once a source file changes (then stop watching).
+def restart_command() -> List[str]:
+    """The command line that started this process (``python -m clusterws_gevent ...`` included)."""
+    original = getattr(sys, "orig_argv", None)  # Python 3.10+
+    if original:
+        return [sys.executable, *original[1:]]
+    if sys.argv and sys.argv[0].endswith("__main__.py"):  # python -m PACKAGE, on 3.9
+        return [sys.executable, "-m", os.path.basename(os.path.dirname(sys.argv[0])), *sys.argv[1:]]
+    return [sys.executable, *sys.argv]
+
+
+def watch_sources(log: Log, interval: float = POLL_INTERVAL,
+                  on_change: Optional[Callable[[str], None]] = None) -> None:
+    """In a greenlet: once a source file changes, ``on_change(path)`` (by default, SIGHUP the
+    master), then stop watching.
 
     The files' mtimes are read now, before this worker reports ready: a change made
     once it serves is always seen."""
@@ -59,8 +73,11 @@ def watch_sources(log: Log, interval: float = POLL_INTERVAL) -> None:
                 except OSError:
                     changed = True
                 if changed:
-                    log.info("%s changed; reloading the workers", path)
-                    os.kill(os.getppid(), signal.SIGHUP)
+                    if on_change is not None:
+                        on_change(path)
+                    else:
+                        log.info("%s changed; reloading the workers", path)
+                        os.kill(os.getppid(), signal.SIGHUP)
                     return
 
     gevent.spawn(loop)

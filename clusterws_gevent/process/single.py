@@ -1,8 +1,9 @@
 """``Mode.Single``: one process serving everything."""
 from __future__ import annotations
 
+import os
 import signal
-from typing import Optional
+from typing import List, Optional
 
 import gevent
 from gevent.event import Event
@@ -13,6 +14,7 @@ from ..log import Log
 from ..options import Options
 from .exits import FAILED, OK
 from .metrics import prepare_metrics_directory, remove_metrics_directory
+from .reloader import restart_command, watch_sources
 from .worker import Worker, raise_open_files_limit
 
 __all__ = ["run_single", "warn_unless_patched", "bind_hint"]
@@ -55,6 +57,14 @@ def run_single(options: Options, log: Log) -> int:
         remove_metrics_directory(metrics_directory)
         return FAILED
     log.info(">>> Worker: %d, PID: %d, on %s (Mode.Single)", worker.id, worker.pid, worker.url)
+    restart: List[str] = []
+    if options.scale_options.reload:
+        def changed(path: str) -> None:
+            log.info("%s changed; restarting (the same command line)", path)
+            restart.extend(restart_command())
+            stop.set()
+
+        watch_sources(log, on_change=changed)
     try:
         stop.wait()
         log.info("stopping: closing %d socket(s) with 1001", len(worker.wss))
@@ -63,5 +73,7 @@ def run_single(options: Options, log: Log) -> int:
         for handler in handlers:
             handler.cancel()
         remove_metrics_directory(metrics_directory)
+    if restart:
+        os.execv(restart[0], restart)  # its listening socket closed with the rest: the new process binds again
     log.info("stopped")
     return OK

@@ -15,6 +15,7 @@ import http.client
 import itertools
 import os
 import socket as stdlib_socket
+import sys
 from http import HTTPStatus
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
@@ -378,7 +379,12 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         # Raw greenlets: gevent's Greenlet adds 0.7 KiB per connection and nothing we use
         # (with the default spawn, gevent keeps no pool of handlers either).
         kwargs.setdefault("spawn", gevent.spawn_raw)
-        super().__init__(listener, application, log=None, error_log=_ErrorLog(log), **kwargs)
+        # The app's wsgi.errors is the process's stderr, as under gunicorn: Flask's default log
+        # handler writes its own formatted lines there (re-logged by us, each came out as an ERROR
+        # with a second timestamp); pywsgi's own errors still go to our logger.
+        environ = dict(kwargs.pop("environ", None) or {})
+        environ.setdefault("wsgi.errors", _StandardError())
+        super().__init__(listener, application, log=None, error_log=_ErrorLog(log), environ=environ, **kwargs)
         self.application = application
         self.wss = wss
         self.ws_options = ws_options
@@ -497,6 +503,19 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
             self.log.debug("TLS handshake with %s failed: %s", address, exc)
             sock.close()
             return None
+
+
+class _StandardError:
+    """``wsgi.errors``: the process's stderr at the time of each write (a test may replace it)."""
+
+    def write(self, text: str) -> None:
+        sys.stderr.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        sys.stderr.writelines(lines)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 class _ErrorLog:
