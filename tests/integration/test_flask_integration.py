@@ -76,8 +76,12 @@ def test_the_extension_is_set_by_the_constructor_and_init_app():
     late = ClusterWS(worker=lambda w: None)
     late.init_app(other)
     assert other.extensions["clusterws"] is late and late.options.app is other
+    cws.publish("news", 1)  # no worker here and no Redis: dropped and counted (a view under the app's own tests)
+    assert cws.dropped_publishes == 1
+    with pytest.raises(ValueError):
+        cws.publish("", 1)  # what a worker would refuse is refused here too
     with pytest.raises(RuntimeError, match="no ClusterWS worker serves in this process"):
-        cws.publish("news", 1)
+        cws.history("news")
 
 
 def test_socket_emit_is_deprecated_and_says_what_to_call():
