@@ -10,7 +10,8 @@ script, a Flask view served by another process.
 It writes what a ``Scaler.Redis`` worker writes (``protocol/redis_envelope.py``), under
 the same prefix, with a publisher id of its own: every worker of every server on that
 Redis delivers it. It needs neither gevent nor monkey-patching (a plain blocking
-redis-py client), and is safe to share between threads.
+redis-py client), and is safe to share between threads. On a Redis Cluster
+(``redis+cluster://``) it publishes to the channel's shard (SPUBLISH), on its master.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from .options import ChannelOptions
 from .protocol.messages import encode_json
 from .protocol.redis_envelope import ID_SIZE, channel_key, encode_envelope, history_keys, workers_key
 from .pubsub.channels import channel_name_error
-from .scale.redis_client import RedisConfig, default_prefix, redis_client
-from .scale.redis_scripts import PUBLISH_NUMBERED, publish_numbered_args
+from .scale.redis_client import RedisConfig, default_prefix, pinned_settings, redis_client
+from .scale.redis_cluster import ClusterMap, is_cluster, moved, parse_cluster_config
+from .scale.redis_scripts import PUBLISH_NUMBERED, PUBLISH_NUMBERED_SHARDED, publish_numbered_args
 
 __all__ = ["Emitter"]
 
@@ -45,14 +47,26 @@ class Emitter:
         self.max_channel_length = max_channel_length
         self.channels = ChannelOptions.coerce("channel_options", channel_options)
         self.publisher_id = os.urandom(ID_SIZE)
-        self._client = redis_client(redis, f"cws:emitter:{os.getpid()}", single_connection=False)
-        self._publish_numbered = self._client.register_script(PUBLISH_NUMBERED)
+        name = f"cws:emitter:{os.getpid()}"
+        self._cluster: Optional[ClusterMap] = None
+        self._client: Any = None
+        if is_cluster(redis):
+            self._cluster = ClusterMap(parse_cluster_config(redis), {**pinned_settings(name), "max_connections": 64})
+            self._cluster.refresh()
+        else:
+            self._client = redis_client(redis, name, single_connection=False)
+        from redis.commands.core import Script
+
+        source = PUBLISH_NUMBERED_SHARDED if self._cluster is not None else PUBLISH_NUMBERED
+        self._publish_numbered = Script(None, source.encode())  # type: ignore[arg-type]  # runs on the client named
 
     def publish(self, channel: str, data: Any) -> int:
         """Publish ``data`` (any JSON value) to every subscriber of ``channel``.
 
         Returns:
-            how many worker processes have subscribers of ``channel`` (0: nobody listens).
+            how many worker processes have subscribers of ``channel`` (0: nobody listens); on a
+            Redis Cluster, those subscribed on the shard's master only (workers subscribe on a
+            replica when the shard has one), so not a count of listeners there.
 
         Raises:
             TypeError, ValueError: a bad channel name, or data that JSON cannot carry.
@@ -63,20 +77,41 @@ class Emitter:
             raise (TypeError if not isinstance(channel, str) else ValueError)(f"channel {channel!r}: {rule}")
         message = encode_json(data)
         policy = self.channels.policy(channel)
+        key = channel_key(self.prefix, channel, sharded=self._cluster is not None)
         if policy.history:
-            return int(self._publish_numbered(keys=list(history_keys(self.prefix, channel)), args=publish_numbered_args(
-                policy, channel_key(self.prefix, channel), self.publisher_id, [message])))
-        return int(self._client.publish(channel_key(self.prefix, channel), encode_envelope(self.publisher_id,
-                                                                                           [message])))
+            keys = list(history_keys(self.prefix, channel))
+            args = publish_numbered_args(policy, key, self.publisher_id, [message])
+            return self._run(keys[0], lambda client: self._publish_numbered(keys=keys, args=args, client=client))
+        return self._publish(key, encode_envelope(self.publisher_id, [message]))
 
     def publish_to_workers(self, data: Any) -> int:
-        """Send ``data`` to onWorkerMessage of every worker; returns how many got it."""
-        return int(self._client.publish(workers_key(self.prefix), encode_envelope(self.publisher_id,
-                                                                                  [encode_json(data)])))
+        """Send ``data`` to onWorkerMessage of every worker; returns how many got it (on a
+        Redis Cluster: see :meth:`publish`)."""
+        return self._publish(workers_key(self.prefix), encode_envelope(self.publisher_id, [encode_json(data)]))
+
+    def _publish(self, key: bytes, payload: bytes) -> int:
+        command = "PUBLISH" if self._cluster is None else "SPUBLISH"
+        return self._run(key, lambda client: client.execute_command(command, key, payload))
+
+    def _run(self, key: bytes, call: Any) -> int:
+        """``call(client)`` on the client of ``key``'s node; on a cluster whose slot moved (the
+        command did not run), once more after reading the topology again."""
+        if self._cluster is None:
+            return int(call(self._client))
+        try:
+            return int(call(self._cluster.client(self._cluster.shard_of(key).master)))
+        except Exception as exc:
+            if not moved(exc):
+                raise
+        self._cluster.refresh()
+        return int(call(self._cluster.client(self._cluster.shard_of(key).master)))
 
     def close(self) -> None:
-        """Close the connection to Redis."""
-        self._client.close()
+        """Close the connections to Redis."""
+        if self._cluster is not None:
+            self._cluster.close()
+        else:
+            self._client.close()
 
     def __enter__(self) -> Emitter:
         return self

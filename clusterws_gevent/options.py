@@ -255,12 +255,33 @@ def _redis(name: str, value: Any) -> Union[None, str, Dict[str, Any]]:
     if value is None:
         return None
     if isinstance(value, str):
+        if value.startswith("redis+cluster://"):
+            if not re.match(r"^redis\+cluster://([^@/]*@)?[^/,@]+:\d+(,[^/,@]+:\d+)*/?(\?.*)?$", value):
+                raise OptionError(name, f"a cluster URL is redis+cluster://[user:password@]h1:p1,h2:p2[/?options], "
+                                        f"got {value!r}")
+            _needs_sharded_pubsub(name)
+            return value
         if not re.match(r"^(redis|rediss|unix|redis\+sentinel)://", value):
-            raise OptionError(name, f"must be a redis://, rediss://, unix:// or redis+sentinel:// URL, got {value!r}")
+            raise OptionError(name, f"must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// "
+                                    f"URL, got {value!r}")
         return value
     if isinstance(value, Mapping):
+        if "startup_nodes" in value:
+            _needs_sharded_pubsub(name)
         return dict(value)
     raise OptionTypeError(name, f"must be a redis URL or redis-py connection kwargs, got {value!r}")
+
+
+def _needs_sharded_pubsub(name: str) -> None:
+    """A Redis Cluster is used through shard channels: redis-py 5.0 has them (SSUBSCRIBE)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major = int(version("redis").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return  # not installed (it fails later, saying so) or a development version
+    if major < 5:
+        raise OptionError(name, f"a Redis Cluster needs redis-py >= 5.0 (sharded pub/sub), found {version('redis')}")
 
 
 def _existing_file(name: str, value: Any) -> Optional[str]:
@@ -698,10 +719,12 @@ class ScaleOptions(OptionGroup):
         "'reuseport' (a socket per worker, SO_REUSEPORT: the kernel hashes; connections queued on a stopping "
         "worker are lost)."))
     redis: Union[None, str, Dict[str, Any]] = option(None, validator=_redis, cli="--redis-url", metavar="URL", help=(
-        "Redis of Scaler.Redis: redis://, rediss:// (TLS), unix:// or redis+sentinel://h1:p1,h2:p2/db/service, "
-        "or redis-py connection kwargs."))
+        "Redis of Scaler.Redis: redis://, rediss:// (TLS), unix://, redis+sentinel://h1:p1,h2:p2/db/service, "
+        "redis+cluster://h1:p1,h2:p2 (a Redis Cluster: shard channels, Redis >= 7), or redis-py connection "
+        "kwargs ({'startup_nodes': ['h1:p1', ...], ...} for a cluster)."))
     redis_prefix: Optional[str] = option(None, validator=_prefix, show_default="cws, or cws.dbN for database N", help=(
-        "Namespace of our Redis channels: app channel X is <prefix>:c:X, publish_to_workers <prefix>:w. Pub/sub "
+        "Namespace of our Redis channels: app channel X is <prefix>:c:X (<prefix>:c:{X} on a Redis Cluster), "
+        "publish_to_workers <prefix>:w. Pub/sub "
         "ignores the database number, so the default holds it: two apps on two databases of one Redis never "
         "meet; give each app its own prefix on one database."))
     default: DefaultScalerOptions = group(DefaultScalerOptions, help="Options of the built-in brokers.")

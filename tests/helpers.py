@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List
 
 from wsclient import WSClient
 
@@ -66,11 +66,11 @@ class RedisServer:
     """A ``redis-server`` of the test's own on a free loopback port (no persistence);
     ``restart()`` brings it back on the same port."""
 
-    def __init__(self, directory, *extra: str) -> None:
+    def __init__(self, directory, *extra: str, port: int = 0) -> None:
         from clusterws_gevent.testing import free_port
 
         self.directory = str(directory)
-        self.port = free_port()
+        self.port = port or free_port()
         self.extra = list(extra)
         self.process = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -110,6 +110,219 @@ class RedisServer:
 
     def numsub(self, key: str) -> int:
         return int(dict(self.client().pubsub_numsub(key))[key.encode()])
+
+    def shard_numsub(self, key: str) -> int:
+        """``PUBSUB SHARDNUMSUB key`` on this node (a cluster's)."""
+        return int(self.client().execute_command("PUBSUB", "SHARDNUMSUB", key)[1])
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    from clusterws_gevent.testing import free_port
+
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """A Redis Cluster of the test's own: ``masters`` masters with one replica each
+    (``redis-server --cluster-enabled yes``, joined by ``redis-cli --cluster create``), on
+    free loopback ports, a node timeout of 1 s (failover within a few seconds), ready once
+    every replica synced.
+    ``stop()`` stops every node."""
+
+    def __init__(self, directory, masters: int = 3, replicas: int = 1) -> None:
+        self.directory = Path(directory)
+        self.nodes: List[RedisServer] = []
+        self.masters = masters
+        self.replicas = replicas
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` naming every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> RedisCluster:
+        from clusterws_gevent.testing import wait_until
+
+        for index in range(self.masters * (1 + self.replicas)):
+            directory = self.directory / f"node{index}"
+            directory.mkdir(parents=True, exist_ok=True)
+            port = _cluster_port()
+            self.nodes.append(RedisServer(directory, "--cluster-enabled", "yes", "--cluster-config-file",
+                                          f"nodes-{port}.conf", "--cluster-node-timeout", "1000",
+                                          "--repl-diskless-sync-delay", "0", port=port).start())
+        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        wait_until(self.healthy, 30, message="the cluster's state to be ok on every node")
+        wait_until(self.replicas_synced, 30, message="every replica in sync with its master")
+        return self
+
+    def replicas_synced(self) -> bool:
+        """Every replica's link to its master is up (a replica that never synced cannot fail over),
+        and CLUSTER SLOTS lists it: Redis lists a replica only once its replication offset moved,
+        so each master gets a write first."""
+        count = 0
+        for node in self.running():
+            info = node.client().info("replication")
+            if info.get("role") == "slave":
+                if info.get("master_link_status") != "up":
+                    return False
+                count += 1
+        if count != self.masters * self.replicas:
+            return False
+        for node in self.running():
+            if node.client().info("replication").get("role") == "master":
+                node.client().execute_command("FLUSHALL")  # replicated (it is empty): the offset moves
+        slots = self.running()[0].client().execute_command("CLUSTER", "SLOTS")
+        return all(len(entry) - 3 >= self.replicas for entry in slots)
+
+    def healthy(self) -> bool:
+        """Every running node says cluster_state:ok and knows every slot's master."""
+        try:
+            for node in self.nodes:
+                if node.process is None:
+                    continue
+                info = node.client().execute_command("CLUSTER", "INFO")
+                info = info.decode() if isinstance(info, bytes) else str(info)
+                if "cluster_state:ok" not in info or "cluster_slots_assigned:16384" not in info:
+                    return False
+            return True
+        except Exception:  # noqa: BLE001 - a node still starting
+            return False
+
+    def node_of(self, key: str) -> RedisServer:
+        """The running master that serves ``key``'s slot now."""
+        slot = int(self.running()[0].client().execute_command("CLUSTER", "KEYSLOT", key))
+        for node in self.running():
+            for start, end, master, *_ in node.client().execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return next(n for n in self.nodes if n.port == int(master[1]))
+        raise LookupError(key)
+
+    def running(self) -> List[RedisServer]:
+        return [node for node in self.nodes if node.process is not None]
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """A running replica of ``master``."""
+        for node in self.running():
+            role = node.client().execute_command("ROLE")
+            if role[0] in (b"slave", "slave") and int(role[2]) == master.port:
+                return node
+        raise LookupError(f"no replica of {master.port}")
+
+    def is_replica_of(self, node: RedisServer, master: RedisServer) -> bool:
+        role = node.client().execute_command("ROLE")
+        return role[0] in (b"slave", "slave") and int(role[2]) == master.port
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+class SteadyTraffic:
+    """Publishers on one server and subscribers on the other, a message every few ms,
+    each subscriber's deliveries checked for duplicates and reordering as they arrive."""
+
+    def __init__(self, publish_url: str, subscribe_urls: List[str], publishers: int = 2, name: str = "steady") -> None:
+        from clusterws_gevent.client import Client
+        from clusterws_gevent.testing import DeliveryLog
+
+        self.name = name
+        self.sent: Dict[int, int] = {}  # publisher -> messages it published
+        self.logs: List[DeliveryLog] = []
+        self.clients: List[Client] = []
+        for url in subscribe_urls:
+            client = Client(url)
+            log = DeliveryLog({name})
+            channel = client.subscribe(name)
+            channel.watch(lambda m, log=log: log.record(m["p"], name, m["s"]))
+            assert channel.wait_subscribed(5)
+            self.clients.append(client)
+            self.logs.append(log)
+        self.publishers = []
+        for _ in range(publishers):
+            client = Client(publish_url)
+            channel = client.subscribe(name)
+            assert channel.wait_subscribed(5)
+            self.clients.append(client)
+            self.publishers.append(channel)
+        import gevent
+
+        self._tasks = [gevent.spawn(self._publish, p, channel) for p, channel in enumerate(self.publishers)]
+
+    def _publish(self, p: int, channel: Any) -> None:
+        import gevent
+
+        seq = 0
+        while True:
+            channel.publish({"p": p, "s": seq})
+            seq += 1
+            self.sent[p] = seq
+            gevent.sleep(0.005)
+
+    def stop_publishing(self) -> None:
+        """Stop the publishers (the subscribers go on receiving)."""
+        import gevent
+
+        gevent.killall(self._tasks)
+
+    def describe(self) -> str:
+        """What each subscriber got against what was sent (for failure messages)."""
+        return f"sent {self.sent}; " + "; ".join(f"next {log.next} gaps {log.gaps} {log.examples}" for log in self.logs)
+
+    def complete(self) -> bool:
+        """Every subscriber got every message published, once, in order, nothing missing."""
+        return all(log.next.get((p, self.name), 0) == sent and not log.gaps
+                   for log in self.logs for p, sent in self.sent.items())
+
+    def received(self) -> int:
+        return sum(log.received for log in self.logs)
+
+    def flowing(self, within: float) -> float:
+        """Seconds until every subscriber got something new (at most ``within``)."""
+        from clusterws_gevent.testing import wait_until
+
+        started = time.monotonic()
+        before = [log.received for log in self.logs]
+        wait_until(lambda: all(log.received > seen for log, seen in zip(self.logs, before)), within,
+                   interval=0.01, message="deliveries resume")
+        return time.monotonic() - started
+
+    def stalled(self, within: float, quiet: float = 0.3) -> None:
+        """Wait until nothing was delivered for ``quiet`` seconds (the fault took hold)."""
+        from clusterws_gevent.testing import wait_until
+
+        seen = [self.received(), time.monotonic()]
+
+        def quiet_for_a_while() -> bool:
+            now = self.received()
+            if now != seen[0]:
+                seen[:] = [now, time.monotonic()]
+            return time.monotonic() - seen[1] >= quiet
+
+        wait_until(quiet_for_a_while, within, message="deliveries stop")
+
+    def stop(self) -> None:
+        import gevent
+
+        gevent.killall(self._tasks)
+        for client in self.clients:
+            client.close(timeout=1)
+
+    def assert_never_duplicated_nor_reordered(self) -> None:
+        for log in self.logs:
+            assert log.duplicates == 0 and log.reorders == 0 and log.foreign == 0, log.examples
 
 
 class ConnectionChurn:

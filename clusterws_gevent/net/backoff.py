@@ -44,5 +44,10 @@ class Backoff:
 
     def wait(self) -> None:
         """Sleep the current delay (jittered), then double it, up to the cap."""
-        gevent.sleep(random.uniform(self.delay / 2, self.delay) if self.jitter else self.delay)
+        gevent.sleep(self.take())
+
+    def take(self) -> float:
+        """The current delay (jittered), for whoever waits without sleeping; doubles it, up to the cap."""
+        delay = random.uniform(self.delay / 2, self.delay) if self.jitter else self.delay
         self.delay = min(self.delay * 2, RECONNECT_MAX)
+        return delay

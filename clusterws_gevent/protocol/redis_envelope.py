@@ -19,7 +19,9 @@ channel X is ``<prefix>:c:X``, ``publish_to_workers`` is ``<prefix>:w``, and eac
 worker's liveness probe is ``<prefix>:k:<publisher id in hex>``: no client-chosen
 name can reach another namespace. A channel's history and presence keys hold its
 name between braces (``<prefix>:h:{X}``...): a Redis Cluster hash tag, so that every
-key of one channel is in one slot and one script per publish reaches them all.
+key of one channel is in one slot and one script per publish reaches them all. On a
+Redis Cluster the app channel is a shard channel with the same tag, ``<prefix>:c:{X}``,
+and each worker has a probe channel per shard, ``<prefix>:k:<id>:{<tag in its slots>}``.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from ..exceptions import ProtocolError
 
 __all__ = ["VERSION", "NUMBERED_VERSION", "ID_SIZE", "EPOCH_SIZE", "encode_envelope", "decode_envelope",
            "decode_numbered_envelope", "is_numbered", "publisher_of", "channel_key", "workers_key", "probe_key",
-           "history_keys", "presence_keys"]
+           "history_keys", "presence_keys", "hash_tag",
+           "channel_of_tag"]
 
 #: The first byte of every envelope...
 VERSION = 1
@@ -113,9 +116,10 @@ def decode_envelope(envelope: bytes) -> Tuple[bytes, List[bytes]]:
     return publisher, messages
 
 
-def channel_key(prefix: str, channel: str) -> bytes:
-    """The Redis channel of app channel ``channel``."""
-    return f"{prefix}:c:{channel}".encode()
+def channel_key(prefix: str, channel: str, sharded: bool = False) -> bytes:
+    """The Redis channel of app channel ``channel``; on a Redis Cluster (``sharded``) a shard
+    channel whose name holds the channel's hash tag, in the slot of its other keys."""
+    return f"{prefix}:c:{hash_tag(channel) if sharded else channel}".encode()
 
 
 def workers_key(prefix: str) -> bytes:
@@ -123,18 +127,33 @@ def workers_key(prefix: str) -> bytes:
     return f"{prefix}:w".encode()
 
 
+def hash_tag(channel: str) -> str:
+    """``{channel}``: the Redis Cluster hash tag of every key of ``channel``. Redis hashes what
+    lies between the first ``{`` and the next ``}``; an empty name or one that begins with ``}``
+    would leave that empty (the whole key hashed, each key in another slot), so it gets a ``=``
+    first (and so does one that begins with ``=``: :func:`channel_of_tag` reads every tag back)."""
+    return "{=" + channel + "}" if channel[:1] in ("}", "=", "") else "{" + channel + "}"
+
+
+def channel_of_tag(tag: str) -> str:
+    """The channel of a :func:`hash_tag`."""
+    inner = tag[1:-1]
+    return inner[1:] if inner[:1] == "=" else inner
+
+
 def history_keys(prefix: str, channel: str) -> Tuple[bytes, bytes]:
     """(stream, meta) of a channel with history: its messages by offset, and its epoch and top offset."""
-    tag = "{" + channel + "}"
+    tag = hash_tag(channel)
     return f"{prefix}:h:{tag}".encode(), f"{prefix}:m:{tag}".encode()
 
 
 def presence_keys(prefix: str, channel: str) -> Tuple[bytes, bytes]:
     """(entries, expiries) of a channel with presence: socket id -> info, socket id -> expiry."""
-    tag = "{" + channel + "}"
+    tag = hash_tag(channel)
     return f"{prefix}:p:{tag}".encode(), f"{prefix}:q:{tag}".encode()
 
 
-def probe_key(prefix: str, publisher: bytes) -> bytes:
-    """The Redis channel a worker's liveness probes go to (only it subscribes)."""
-    return f"{prefix}:k:{publisher.hex()}".encode("ascii")
+def probe_key(prefix: str, publisher: bytes, tag: str = "") -> bytes:
+    """The Redis channel a worker's liveness probes go to (only it subscribes); on a Redis
+    Cluster one per shard, each with a hash tag in that shard's slots."""
+    return f"{prefix}:k:{publisher.hex()}{':{' + tag + '}' if tag else ''}".encode("ascii")

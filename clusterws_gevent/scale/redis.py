@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 import gevent
 from gevent import select
@@ -54,12 +54,14 @@ from ..protocol import redis_envelope as envelope
 from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
 from ..pubsub.history import HistoryRead, new_epoch
-from .redis_client import RedisConfig, describe_redis, redis_client
+from .redis_client import RedisConfig, describe_redis
+from .redis_routes import Command, SendFailed, close_quietly, routes_for
 from .redis_scripts import (
     PRESENCE_ADD,
     PRESENCE_READ,
     PRESENCE_REMOVE,
     PUBLISH_NUMBERED,
+    PUBLISH_NUMBERED_SHARDED,
     READ_HISTORY,
     publish_numbered_args,
 )
@@ -101,7 +103,12 @@ class RedisConnector(Connector):
         self._client_name = f"cws:{os.getpid()}:{worker_id}"
         self._channel_prefix = envelope.channel_key(prefix, "")
         self._workers_key = envelope.workers_key(prefix)
-        self._probe_key = envelope.probe_key(prefix, self.publisher_id)
+        self.routes = routes_for(config, worker_id, self._client_name)
+        #: This worker's probe channels (one per shard on a cluster) and where each is subscribed.
+        self._probes: Dict[bytes, Any] = {}
+        self._probes_back: Dict[bytes, float] = {}
+        self._probes_out: Set[bytes] = set()  # probes the writer sent since the canary last looked
+        self._script_objects: Optional[Dict[int, Any]] = None
         #: Channels with local subscribers, and whether Redis confirmed each SUBSCRIBE.
         self.interests: Dict[str, Event] = {}
         self._unconfirmed: Dict[bytes, int] = {}  # (un)subscribes sent and not answered yet, per key
@@ -113,15 +120,13 @@ class RedisConnector(Connector):
         self._queued = 0
         self._batches = IterationBatches(self._send_batches)
         self._numbered = IterationBatches(self._send_numbered)
-        self._reads: Any = None  # a pool for history and presence reads, made on first use
-        self._read_scripts: Dict[str, Any] = {}
         self._presences: Dict[str, Dict[str, bytes]] = {}  # channel -> {socket id: info}, this worker's
         self._rebuilds = 0  # asked rebuilds so far: each connection owner reconnects when it grows
         self._stopped = False
         self._tasks: List[Any] = []
         self._probe_sent: Optional[float] = None
-        self._probe_back = 0.0
         self._invalid_logged = 0.0
+        self._node_failure_logged = 0.0
         #: The publisher connection is up / the subscriber has its basic subscriptions.
         self.writer_up = Event()
         self.reader_up = Event()
@@ -188,7 +193,7 @@ class RedisConnector(Connector):
     def add_interest(self, channel: str) -> bool:
         """SUBSCRIBE ``channel``; True once Redis confirmed it (False after CONFIRM_TIMEOUT, logged)."""
         event = self.interests[channel] = Event()
-        self._command(True, self._channel_prefix + channel.encode("utf-8"))
+        self._command(True, self._key_of(channel))
         return self._await(channel, event)
 
     def await_interest(self, channel: str) -> bool:
@@ -206,7 +211,7 @@ class RedisConnector(Connector):
         event = self.interests.pop(channel, None)
         if event is not None:
             event.set()  # a subscriber still waiting goes on (it is leaving anyway)
-        self._command(False, self._channel_prefix + channel.encode("utf-8"))
+        self._command(False, self._key_of(channel))
 
     def _command(self, subscribe: bool, key: bytes) -> None:
         self._commands.append((subscribe, key))
@@ -233,8 +238,8 @@ class RedisConnector(Connector):
 
     def _send_batches(self, pending: Dict[str, List[bytes]]) -> None:
         for channel, messages in pending.items():
-            self._send(_Op(_PUBLISH, self._channel_prefix + channel.encode("utf-8"),
-                           envelope.encode_envelope(self.publisher_id, messages), len(messages)))
+            envelope_bytes = envelope.encode_envelope(self.publisher_id, messages)
+            self._send(_Op(_PUBLISH, self._key_of(channel), envelope_bytes, len(messages)))
 
     def _send_numbered(self, pending: Dict[str, List[bytes]]) -> None:
         for channel, messages in pending.items():
@@ -252,7 +257,7 @@ class RedisConnector(Connector):
     def history(self, channel: str, since: Optional[int] = None, limit: Optional[int] = None) -> HistoryRead:
         policy = self.channels.policy(channel)
         stream, meta = envelope.history_keys(self.prefix, channel)
-        reply = self._run_read_script("history", READ_HISTORY, [stream, meta],
+        reply = self._run_read_script(_READ_HISTORY, [stream, meta],
                            [-1 if since is None else since, -1 if limit is None else limit, new_epoch(),
                             max(1, int(policy.history_ttl))])
         epoch, top = reply[0].decode("ascii"), int(reply[1] or 0)
@@ -271,24 +276,34 @@ class RedisConnector(Connector):
             self._send(_Op(_PRESENCE_REMOVE, channel, [socket_id], 0))
 
     def presence(self, channel: str) -> Dict[str, bytes]:
-        reply = self._run_read_script("presence", PRESENCE_READ, list(envelope.presence_keys(self.prefix, channel)), [])
+        reply = self._run_read_script(_PRESENCE_READ, list(envelope.presence_keys(self.prefix, channel)), [])
         return {reply[i].decode("utf-8"): bytes(reply[i + 1]) for i in range(0, len(reply), 2)}
 
-    def _run_read_script(self, name: str, script: str, keys: List[bytes], args: List[Any]) -> Any:
+    def _run_read_script(self, kind: int, keys: List[bytes], args: List[Any]) -> Any:
         """Run a read script on the read pool, in this greenlet.
 
         Raises:
             Unavailable: Redis did not answer.
         """
+        script = self._scripts[kind]
         try:
-            if self._reads is None:
-                self._reads = redis_client(self.config, self._client_name + ":read", single_connection=False)
-            runner = self._read_scripts.get(name)
-            if runner is None:
-                runner = self._read_scripts[name] = self._reads.register_script(script)
-            return runner(keys=keys, args=args)
+            return self.routes.read(keys[0], lambda client: script(keys=keys, args=args, client=client))
         except Exception as exc:  # noqa: BLE001 - a connection error, a timeout, a failover: all the same here
             raise Unavailable(f"redis {self.name}: {type(exc).__name__}: {exc}") from None
+
+    @property
+    def _scripts(self) -> Dict[int, Any]:
+        """Our Lua scripts (redis-py ``Script``s, run on any client or pipeline; loaded on first use)."""
+        if self._script_objects is None:
+            from redis.commands.core import Script
+
+            sources = {_NUMBERED: PUBLISH_NUMBERED_SHARDED if self.routes.sharded else PUBLISH_NUMBERED,
+                       _PRESENCE_ADD: PRESENCE_ADD, _PRESENCE_REMOVE: PRESENCE_REMOVE,
+                       _READ_HISTORY: READ_HISTORY, _PRESENCE_READ: PRESENCE_READ}
+            # no registered client: each call names the client or pipeline it runs on
+            self._script_objects = {kind: Script(None, source.encode())  # type: ignore[arg-type]
+                                    for kind, source in sources.items()}
+        return self._script_objects
 
     def _refresh_presences(self) -> None:
         """Every third of ``presence_ttl``, this worker's presence entries again (their expiry, and
@@ -303,57 +318,67 @@ class RedisConnector(Connector):
     def _run_subscriber(self) -> None:
         backoff = Backoff(jitter=True)
         while not self._stopped:
-            pubsub = None
+            pubsubs: Dict[Any, Any] = {}
             try:
-                pubsub = redis_client(self.config, self._client_name + ":sub").pubsub(ignore_subscribe_messages=False)
-                self._subscribe_everything(pubsub)
+                pubsubs = self.routes.subscriber_connections(self._client_name + ":sub")
+                self._probes = self.routes.probe_keys(self.prefix, self.publisher_id)
+                self._subscribe_everything(pubsubs)
                 backoff.reset()
-                self._read(pubsub, self._rebuilds)
+                self._read(pubsubs, self._rebuilds)
             except Exception as exc:  # noqa: BLE001 - any failure: close, count, reconnect (redis-py#1581's lesson)
                 self._lost("subscriber", exc, backoff, self.reader_up.is_set())
             finally:
                 self.reader_up.clear()
                 self._forget_confirmations()
-                if pubsub is not None:
-                    _close_quietly(pubsub)
+                for pubsub in pubsubs.values():
+                    close_quietly(pubsub)
             if self._stopped:
                 return
             backoff.wait()
 
-    def _subscribe_everything(self, pubsub: Any) -> None:
-        keys = [self._workers_key, self._probe_key]
-        keys += [self._channel_prefix + channel.encode("utf-8") for channel in self.interests]
+    def _subscribe_everything(self, pubsubs: Dict[Any, Any]) -> None:
+        keys = [self._workers_key, *self._probes]
+        keys += [self._key_of(channel) for channel in self.interests]
         self._commands.clear()  # this covers everything asked so far
-        for start in range(0, len(keys), SUBSCRIBE_BATCH):
-            batch = keys[start : start + SUBSCRIBE_BATCH]
-            for key in batch:
-                self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
-            pubsub.subscribe(*batch)
+        by_target: Dict[Any, List[bytes]] = {}
+        for key in keys:
+            self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
+            by_target.setdefault(self.routes.target_of(key), []).append(key)
+        for target, batch in by_target.items():
+            for start in range(0, len(batch), SUBSCRIBE_BATCH):
+                self.routes.subscribe(pubsubs[target], batch[start : start + SUBSCRIBE_BATCH])
 
-    def _read(self, pubsub: Any, rebuilds: int) -> None:
+    def _read(self, pubsubs: Dict[Any, Any], rebuilds: int) -> None:
         spend = ReadBudget().spend
+        connections = list(pubsubs.values())
         while not self._stopped and self._rebuilds == rebuilds:
-            self._send_commands(pubsub)
-            message = pubsub.get_message(timeout=0)
-            if message is None:
-                self._wait_readable(pubsub, 1.0)
-                continue
-            self._on_message(message)
-            spend(MESSAGE_COST + len(message.get("data") or b"") if message["type"] == "message" else MESSAGE_COST)
+            self._send_commands(pubsubs)
+            got = False
+            for pubsub in connections:
+                message = pubsub.get_message(timeout=0)
+                if message is not None:
+                    got = True
+                    self._on_message(message)
+                    spend(MESSAGE_COST + len(message.get("data") or b"") if message["type"] in _MESSAGES
+                          else MESSAGE_COST)
+            if not got:
+                self._wait_readable(connections, 1.0)
 
-    def _send_commands(self, pubsub: Any) -> None:
+    def _send_commands(self, pubsubs: Dict[Any, Any]) -> None:
         while self._commands:
             subscribe, key = self._commands.popleft()
             self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
+            pubsub = pubsubs[self.routes.target_of(key)]
             if subscribe:
-                pubsub.subscribe(key)
+                self.routes.subscribe(pubsub, [key])
             else:
-                pubsub.unsubscribe(key)
+                self.routes.unsubscribe(pubsub, [key])
 
-    def _wait_readable(self, pubsub: Any, timeout: float) -> None:
+    def _wait_readable(self, connections: List[Any], timeout: float) -> None:
         """Until Redis sends something, a command is queued, or ``timeout``."""
-        fd = pubsub.connection._sock.fileno()  # redis-py's Connection keeps its socket there (4.x to 8.x)
-        readable, _, _ = select.select([fd, self._wake_r], [], [], timeout)
+        # redis-py's Connection keeps its socket in _sock (4.x to 8.x)
+        fds = [pubsub.connection._sock.fileno() for pubsub in connections]
+        readable, _, _ = select.select([*fds, self._wake_r], [], [], timeout)
         if self._wake_r in readable:
             try:
                 os.read(self._wake_r, 4096)
@@ -362,10 +387,15 @@ class RedisConnector(Connector):
 
     def _on_message(self, message: Dict[str, Any]) -> None:
         kind, key = message["type"], message["channel"]
-        if kind in ("subscribe", "unsubscribe"):
-            self._confirmed(key, kind == "subscribe")
-        elif kind == "message":
+        if kind in _MESSAGES:
             self._received(key, message["data"])
+        elif kind in _SUBSCRIBED:
+            self._confirmed(key, True)
+        elif kind in _UNSUBSCRIBED:
+            if key not in self._unconfirmed:
+                # Redis unsubscribed us itself: the shard lost this slot (a failover, a slot moved).
+                raise ConnectionError(f"the cluster moved {key[:80]!r} away from this node")
+            self._confirmed(key, False)
 
     def _confirmed(self, key: bytes, subscribed: bool) -> None:
         left = self._unconfirmed.get(key, 1) - 1
@@ -375,11 +405,11 @@ class RedisConnector(Connector):
         self._unconfirmed.pop(key, None)
         if not subscribed:
             return
-        if key == self._probe_key or key == self._workers_key:
-            if self._probe_key not in self._unconfirmed and self._workers_key not in self._unconfirmed:
+        if key in self._probes or key == self._workers_key:
+            if self._workers_key not in self._unconfirmed and not any(k in self._unconfirmed for k in self._probes):
                 self._back("subscriber", self.reader_up)
             return
-        event = self.interests.get(key[len(self._channel_prefix):].decode("utf-8", "replace"))
+        event = self.interests.get(self._channel_of(key))
         if event is not None:
             event.set()
 
@@ -388,9 +418,18 @@ class RedisConnector(Connector):
         for event in self.interests.values():
             event.clear()  # live again once the new connection's SUBSCRIBE is confirmed
 
+    def _key_of(self, channel: str) -> bytes:
+        """The Redis channel of app channel ``channel``."""
+        return envelope.channel_key(self.prefix, channel, self.routes.sharded)
+
+    def _channel_of(self, key: bytes) -> str:
+        """The app channel of Redis channel ``key`` (UnicodeDecodeError: not one of ours)."""
+        name = key[len(self._channel_prefix):].decode("utf-8")
+        return envelope.channel_of_tag(name) if self.routes.sharded else name
+
     def _received(self, key: bytes, data: Any) -> None:
-        if key == self._probe_key:
-            self._probe_back = time.monotonic()
+        if key in self._probes:
+            self._probes_back[key] = time.monotonic()
             return
         if envelope.is_numbered(data):
             self._received_numbered(key, data)
@@ -399,7 +438,7 @@ class RedisConnector(Connector):
             return  # our own publish, delivered locally already
         try:
             _, messages = envelope.decode_envelope(data)
-            channel = None if key == self._workers_key else key[len(self._channel_prefix):].decode("utf-8")
+            channel = None if key == self._workers_key else self._channel_of(key)
         except (ProtocolError, UnicodeDecodeError) as exc:
             self._invalid(key, exc)
             return
@@ -425,7 +464,7 @@ class RedisConnector(Connector):
         hub counts and subscribers recover from the history)."""
         try:
             epoch, first, messages = envelope.decode_numbered_envelope(data)
-            channel = key[len(self._channel_prefix):].decode("utf-8")
+            channel = self._channel_of(key)
         except (ProtocolError, UnicodeDecodeError) as exc:
             self._invalid(key, exc)
             return
@@ -448,66 +487,75 @@ class RedisConnector(Connector):
     def _run_writer(self) -> None:
         backoff = Backoff(jitter=True)
         while not self._stopped:
-            client = None
             try:
-                client = redis_client(self.config, self._client_name + ":pub")
-                _check_master(client)
+                self.routes.connect_writer(self._client_name + ":pub")
                 self._back("publisher", self.writer_up)
                 backoff.reset()
-                self._write(client, self._rebuilds)
+                self._write(self._rebuilds)
             except Exception as exc:  # noqa: BLE001 - any failure: close, count, reconnect
                 self._lost("publisher", exc, backoff, self.writer_up.is_set())
             finally:
                 self.writer_up.clear()
                 self._drop_queued()
-                if client is not None:
-                    _close_quietly(client)
+                self.routes.close_writer()
             if self._stopped:
                 return
             backoff.wait()
 
-    def _write(self, client: Any, rebuilds: int) -> None:
-        scripts = {_NUMBERED: client.register_script(PUBLISH_NUMBERED),
-                   _PRESENCE_ADD: client.register_script(PRESENCE_ADD),
-                   _PRESENCE_REMOVE: client.register_script(PRESENCE_REMOVE)}
+    def _write(self, rebuilds: int) -> None:
         for channel, entries in list(self._presences.items()):  # a restarted Redis knows nobody
             self._send(_Op(_PRESENCE_ADD, channel, list(entries.items()), 0))
         while not self._stopped and self._rebuilds == rebuilds:
             batch = self._take_batch()
             if not batch:
                 continue
-            pipe = client.pipeline(transaction=False)
-            for op in batch:
-                self._add_to(pipe, op, scripts)
             try:
-                results = pipe.execute(raise_on_error=False)
-            except Exception:
-                self.dropped += sum(op.count for op in batch)
-                raise
+                results = self.routes.send([self._command_of(op) for op in batch])
+            except SendFailed as failed:
+                self.dropped += sum(batch[index].count for index in failed.failed)
+                if failed.results is None:
+                    raise failed.cause from None
+                self._node_failed(failed)  # a cluster node: its shard's commands are lost, the others went
+                results = failed.results
             for op, result in zip(batch, results):
-                if isinstance(result, Exception):
+                if result is None and self.routes.sharded:
+                    continue  # failed above
+                if isinstance(result, Exception):  # a reply error (a slot moved twice, a script's error)
+                    self.dropped += op.count
                     raise result
-                if op.kind == _PUBLISH and op.target == self._probe_key and result == 0:
+                if op.kind == _PUBLISH and op.target in self._probes:
+                    self._probes_out.add(op.target)  # (one that did not go out says nothing of the subscriber)
+                if op.kind == _PUBLISH and op.target in self._probes and result == 0 and not self.routes.sharded:
+                    # (on a cluster the count is the node's own subscribers: ours are on a replica)
                     self._rebuild("a probe reached no subscriber (not the master, or a deaf subscriber)")
 
-    def _add_to(self, pipe: Any, op: _Op, scripts: Dict[int, Any]) -> None:
+    def _node_failed(self, failed: SendFailed) -> None:
+        """Log (rate-limited) that a cluster node could not be written to."""
+        now = time.monotonic()
+        if now - self._node_failure_logged >= INVALID_LOG_INTERVAL:
+            self._node_failure_logged = now
+            self.log.warning("redis %s: a node is unreachable (%s: %s); its shard's publishes are dropped until it "
+                             "or its replica answers; %d dropped so far", self.name, type(failed.cause).__name__,
+                             failed.cause, self.dropped + self.dropped_logged)
+
+    def _command_of(self, op: _Op) -> Command:
+        """The writer command of ``op``: a key of its channel (routing) and how to add it."""
+        scripts = self._scripts
         if op.kind == _PUBLISH:
-            pipe.publish(op.target, op.payload)
-        elif op.kind == _NUMBERED:
-            channel = op.target
+            return op.target, lambda pipe: pipe.execute_command(self.routes.publish_command, op.target, op.payload)
+        channel = op.target
+        if op.kind == _NUMBERED:
             policy = self.channels.policy(channel)
-            scripts[_NUMBERED](keys=list(envelope.history_keys(self.prefix, channel)), client=pipe,
-                               args=publish_numbered_args(policy, self._channel_prefix + channel.encode("utf-8"),
-                                                          self.publisher_id, op.payload))
-        elif op.kind == _PRESENCE_ADD:
-            args: List[Any] = [max(1, int(self.channels.presence_ttl))]
+            keys = list(envelope.history_keys(self.prefix, channel))
+            args = publish_numbered_args(policy, self._key_of(channel), self.publisher_id, op.payload)
+            return keys[0], lambda pipe: scripts[_NUMBERED](keys=keys, args=args, client=pipe)
+        keys = list(envelope.presence_keys(self.prefix, channel))
+        if op.kind == _PRESENCE_ADD:
+            args = [max(1, int(self.channels.presence_ttl))]
             for socket_id, info in op.payload:
                 args += [socket_id, info]
-            scripts[_PRESENCE_ADD](keys=list(envelope.presence_keys(self.prefix, op.target)), args=args,
-                                   client=pipe)
-        else:
-            scripts[_PRESENCE_REMOVE](keys=list(envelope.presence_keys(self.prefix, op.target)), args=op.payload,
-                                      client=pipe)
+            return keys[0], lambda pipe: scripts[_PRESENCE_ADD](keys=keys, args=args, client=pipe)
+        return keys[0], lambda pipe: scripts[_PRESENCE_REMOVE](keys=keys, args=op.payload, client=pipe)
 
     def _take_batch(self) -> List[_Op]:
         """What waits for the writer (after waiting up to a second for something)."""
@@ -539,13 +587,18 @@ class RedisConnector(Connector):
                 self._probe_sent = None
                 continue
             sent = self._probe_sent
-            if sent is not None and self._probe_back < sent:
+            late = [key for key in self._probes_out if self._probes_back.get(key, 0.0) < sent] if sent else []
+            self._probes_out = set()
+            if late:
                 self.probe_failures += 1
                 self._probe_sent = None
+                for key in late:
+                    self.routes.probe_failed(self._probes[key])
                 self._rebuild(f"a liveness probe did not come back within {PROBE_INTERVAL:.0f}s")
                 continue
             self._probe_sent = time.monotonic()
-            self._send(_Op(_PUBLISH, self._probe_key, b"", 0))
+            for key in list(self._probes):
+                self._send(_Op(_PUBLISH, key, b"", 0))
 
     # -- shared -----------------------------------------------------------------------------------
 
@@ -575,10 +628,13 @@ class RedisConnector(Connector):
                 "channels": sorted(self.interests), "confirmed": sorted(c for c, e in self.interests.items()
                                                                         if e.is_set()),
                 "received": self.received, "dropped": self.dropped, "invalid": self.invalid,
-                "reconnects": self.reconnects, "probe_failures": self.probe_failures}
+                "reconnects": self.reconnects, "probe_failures": self.probe_failures, **self.routes.describe()}
 
 
-_PUBLISH, _NUMBERED, _PRESENCE_ADD, _PRESENCE_REMOVE = range(4)
+_PUBLISH, _NUMBERED, _PRESENCE_ADD, _PRESENCE_REMOVE, _READ_HISTORY, _PRESENCE_READ = range(6)
+_MESSAGES = ("message", "smessage")
+_SUBSCRIBED = ("subscribe", "ssubscribe")
+_UNSUBSCRIBED = ("unsubscribe", "sunsubscribe")
 
 
 class _Op:
@@ -600,13 +656,6 @@ class _Op:
 READ_TIMEOUT_BOUND = 5.0
 
 
-def _check_master(client: Any) -> None:
-    """Connect now, and refuse a Redis that is a replica (a demoted master after a failover)."""
-    role = client.execute_command("ROLE")
-    if role and role[0] not in (b"master", "master"):
-        raise ConnectionError(f"connected to a {role[0]!r}, not a master")
-
-
 def _is_json(message: bytes) -> bool:
     """Whether ``message`` is one JSON value in UTF-8, as the protocol allows (``json_codec``)."""
     try:
@@ -614,10 +663,3 @@ def _is_json(message: bytes) -> bool:
     except ValueError:  # UnicodeDecodeError too
         return False
     return True
-
-
-def _close_quietly(closable: Any) -> None:
-    try:
-        closable.close()
-    except Exception:  # noqa: BLE001 - the connection is being dropped anyway
-        pass

@@ -1,7 +1,8 @@
 """Making redis-py clients for ``Scaler.Redis`` and the Emitter: URLs, Sentinel, pinned settings.
 
-The only module that imports ``redis`` (when a client is first made: nothing Redis
-exists before a worker forks); ``scale/redis.py`` and ``emitter.py`` get their clients here.
+With ``scale/redis_cluster.py`` (a Redis Cluster's nodes), the only module that imports
+``redis``, when a client is first made: nothing Redis exists before a worker forks;
+``scale/redis.py`` and ``emitter.py`` get their clients here or there.
 
 Every setting whose default moved across redis-py versions is pinned here, so
 4.5 and 8.x behave alike: connect and read timeouts, TCP keepalive, no health
@@ -40,7 +41,6 @@ def pinned_settings(client_name: str) -> Dict[str, Any]:
         "socket_keepalive_options": keepalive,
         "health_check_interval": 0,
         "retry": Retry(NoBackoff(), 0),
-        "retry_on_timeout": False,
         "client_name": client_name,
     }
 
@@ -131,5 +131,8 @@ def describe_redis(config: RedisConfig) -> str:
     if isinstance(config, str):
         parts = urlsplit(config)
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    if "startup_nodes" in config:
+        nodes = (node if isinstance(node, str) else f"{node[0]}:{node[1]}" for node in config["startup_nodes"])
+        return "redis+cluster://" + ",".join(nodes)
     host = config.get("unix_socket_path") or f"{config.get('host', 'localhost')}:{config.get('port', 6379)}"
     return f"redis at {host}"

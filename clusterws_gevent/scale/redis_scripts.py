@@ -12,7 +12,8 @@ Presence is a hash (socket id -> info) and a sorted set (socket id -> expiry, in
 own clock): each worker adds its sockets and refreshes them well within
 ``presence_ttl``; a read first sweeps the expired (a crashed worker's or server's).
 
-Keys hold the channel between braces (a hash tag: one slot per channel on a cluster).
+Keys hold the channel between braces (a hash tag: one slot per channel on a cluster, where
+the publish script SPUBLISHes to the channel's shard channel, in that slot too).
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from ..options import ChannelPolicy
 from ..protocol.redis_envelope import NUMBERED_VERSION
 from ..pubsub.history import new_epoch
 
-__all__ = ["PUBLISH_NUMBERED", "READ_HISTORY", "PRESENCE_ADD", "PRESENCE_REMOVE", "PRESENCE_READ",
-           "publish_numbered_args"]
+__all__ = ["PUBLISH_NUMBERED", "PUBLISH_NUMBERED_SHARDED", "READ_HISTORY", "PRESENCE_ADD", "PRESENCE_REMOVE",
+           "PRESENCE_READ", "publish_numbered_args"]
 
 
 def publish_numbered_args(policy: ChannelPolicy, pubsub_channel: bytes, publisher_id: bytes,
@@ -57,6 +58,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return redis.call('PUBLISH', ARGV[4], table.concat(parts))
 """
+
+# The same on a Redis Cluster: SPUBLISH to the channel's shard channel (in the keys' slot).
+PUBLISH_NUMBERED_SHARDED = PUBLISH_NUMBERED.replace("'PUBLISH'", "'SPUBLISH'")
 
 # KEYS: stream, meta. ARGV: since (-1: none), limit (-1: none), an epoch to begin with, ttl (s).
 # Returns {epoch, top offset, offset, message, offset, message...}, oldest first.

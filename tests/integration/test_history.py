@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gevent
 import pytest
-from helpers import RedisServer, connect, on_each_worker, worker_pids
+from helpers import RedisCluster, RedisServer, connect, on_each_worker, worker_pids
 
 from clusterws_gevent.client import Client
 from clusterws_gevent.testing import DeliveryLog, wait_until
@@ -29,8 +29,8 @@ TESTS_DIR = Path(__file__).resolve().parent.parent
 HISTORY = json.dumps({"history_size": 5, "history_ttl": 1.5})
 RECOVERY = json.dumps({"namespaces": {"feed": {"history_size": 2000, "history_ttl": 60, "presence": True,
                                                "join_leave": True}}})
-HAS_REDIS = any(os.access(os.path.join(p, "redis-server"), os.X_OK)
-                for p in os.environ.get("PATH", "").split(os.pathsep))
+HAS_REDIS = all(any(os.access(os.path.join(p, command), os.X_OK) for p in os.environ.get("PATH", "").split(os.pathsep))
+                for command in ("redis-server", "redis-cli"))
 needs_redis = pytest.mark.skipif(not HAS_REDIS, reason="redis-server is not installed (.ci/run installs it)")
 
 
@@ -46,8 +46,9 @@ def redis(tmp_path):
 @pytest.fixture
 def start(serve, serve_cluster, tmp_path) -> Callable[..., List[Any]]:
     """``start(scaler, channel_options, count=1)``: servers of one scaler ("single", "scale":
-    2 workers and 2 brokers, "redis": ``count`` servers of 2 workers joined by a real Redis)."""
-    redis_servers: List[RedisServer] = []
+    2 workers and 2 brokers, "redis": ``count`` servers of 2 workers joined by a real Redis,
+    "redis-cluster": the same through a Redis Cluster of 3 masters and 3 replicas)."""
+    redis_servers: List[Any] = []
 
     def begin(scaler: str, channel_options: str, count: int = 1, *flags: str) -> List[Any]:
         common = ("--no-auto-ping", "--channel-options", channel_options, *flags)
@@ -55,7 +56,7 @@ def start(serve, serve_cluster, tmp_path) -> Callable[..., List[Any]]:
             return [serve("apps.pubsub:worker", *common)]
         if scaler == "scale":
             return [serve_cluster("apps.pubsub:worker", *common, "--restart-on-fail")]
-        redis = RedisServer(tmp_path).start()
+        redis = RedisServer(tmp_path).start() if scaler == "redis" else RedisCluster(tmp_path / "cluster").start()
         redis_servers.append(redis)
         servers = [serve("apps.pubsub:worker", "--workers", "2", "--scaler", "redis", "--redis-url", redis.url,
                          "--restart-on-fail", *common, mode="scale", ready_count=2) for _ in range(count)]
@@ -65,7 +66,7 @@ def start(serve, serve_cluster, tmp_path) -> Callable[..., List[Any]]:
 
     yield begin
     for redis in redis_servers:
-        redis.kill()
+        redis.stop() if isinstance(redis, RedisCluster) else redis.kill()
 
 
 def url(server, query: str = "") -> str:
@@ -77,7 +78,8 @@ def ask(client, event: str, **data: Any) -> Any:
     return client.recv_event(event)
 
 
-SCALERS = ["single", "scale", pytest.param("redis", marks=needs_redis)]
+SCALERS = ["single", "scale", pytest.param("redis", marks=needs_redis),
+           pytest.param("redis-cluster", marks=needs_redis)]
 
 
 # -- history ------------------------------------------------------------------------------------
@@ -199,14 +201,14 @@ def finish(publisher: Publisher, log: DeliveryLog) -> int:
 def test_a_recovering_client_gets_every_message_once_in_order_across_a_cut(start, scaler, fault):
     if fault == "sigkill" and scaler == "single":
         pytest.skip("Single mode has no master to restart the process (its history dies with it): see 'reset'")
-    servers = start(scaler, RECOVERY, 2 if scaler == "redis" else 1)
+    servers = start(scaler, RECOVERY, 2 if scaler.startswith("redis") else 1)
     publisher = Publisher(url(servers[-1]), "feed:live")  # on another worker than the subscriber's
     client, channel, log, recoveries = recovering_subscriber(url(servers[0]), "feed:live",
                                                              publisher.pid if fault == "sigkill" else None)
     publisher.start()
     try:
         wait_until(lambda: log.received >= 200, 5, message="live messages")
-        if scaler == "redis":  # it reconnects to the other server
+        if scaler.startswith("redis"):  # it reconnects to the other server
             client.on("close", lambda *_: setattr(client, "url", url(servers[1])))
         pid = pid_of(client)
         if fault == "sigkill":
@@ -394,8 +396,9 @@ def test_presence_across_two_workers_with_join_and_leave_events(serve_cluster):
 
 
 @needs_redis
-def test_presence_across_two_servers_on_redis_and_a_crashed_server_leaves_within_the_ttl(start):
-    a_server, b_server = start("redis", PRESENCE, 2)
+@pytest.mark.parametrize("scaler", ["redis", "redis-cluster"])
+def test_presence_across_two_servers_on_redis_and_a_crashed_server_leaves_within_the_ttl(start, scaler):
+    a_server, b_server = start(scaler, PRESENCE, 2)
     clients = [Client(url(server, f"?user={name}")) for server, name in
                ((a_server, "ann"), (a_server, "ann"), (b_server, "bob"))]
     try:

@@ -12,11 +12,11 @@ from typing import Any, List
 import gevent
 import pytest
 import trustme
-from helpers import RedisServer, on_each_worker, subscribe, worker_pids
+from helpers import RedisServer, SteadyTraffic, on_each_worker, subscribe, worker_pids
 
 from clusterws_gevent.client import Client
 from clusterws_gevent.protocol.redis_envelope import encode_envelope
-from clusterws_gevent.testing import DeliveryLog, check_delivery_order, free_port, wait_until
+from clusterws_gevent.testing import check_delivery_order, free_port, wait_until
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 
@@ -198,70 +198,6 @@ def test_a_server_started_while_redis_is_down_serves_and_subscribes_once_it_is_u
 
 
 # -- faults ---------------------------------------------------------------------------------------
-
-
-class SteadyTraffic:
-    """Publishers on one server and subscribers on the other, a message every few ms,
-    each subscriber's deliveries checked for duplicates and reordering as they arrive."""
-
-    def __init__(self, publish_url: str, subscribe_urls: List[str], publishers: int = 2) -> None:
-        self.logs: List[DeliveryLog] = []
-        self.clients: List[Client] = []
-        for url in subscribe_urls:
-            client = Client(url)
-            log = DeliveryLog({"steady"})
-            channel = client.subscribe("steady")
-            channel.watch(lambda m, log=log: log.record(m["p"], "steady", m["s"]))
-            assert channel.wait_subscribed(5)
-            self.clients.append(client)
-            self.logs.append(log)
-        self.publishers = []
-        for _ in range(publishers):
-            client = Client(publish_url)
-            channel = client.subscribe("steady")
-            assert channel.wait_subscribed(5)
-            self.clients.append(client)
-            self.publishers.append(channel)
-        self._tasks = [gevent.spawn(self._publish, p, channel) for p, channel in enumerate(self.publishers)]
-
-    def _publish(self, p: int, channel: Any) -> None:
-        seq = 0
-        while True:
-            channel.publish({"p": p, "s": seq})
-            seq += 1
-            gevent.sleep(0.005)
-
-    def received(self) -> int:
-        return sum(log.received for log in self.logs)
-
-    def flowing(self, within: float) -> float:
-        """Seconds until every subscriber got something new (at most ``within``)."""
-        started = time.monotonic()
-        before = [log.received for log in self.logs]
-        wait_until(lambda: all(log.received > seen for log, seen in zip(self.logs, before)), within,
-                   interval=0.01, message="deliveries resume")
-        return time.monotonic() - started
-
-    def stalled(self, within: float, quiet: float = 0.3) -> None:
-        """Wait until nothing was delivered for ``quiet`` seconds (the fault took hold)."""
-        seen = [self.received(), time.monotonic()]
-
-        def quiet_for_a_while() -> bool:
-            now = self.received()
-            if now != seen[0]:
-                seen[:] = [now, time.monotonic()]
-            return time.monotonic() - seen[1] >= quiet
-
-        wait_until(quiet_for_a_while, within, message="deliveries stop")
-
-    def stop(self) -> None:
-        gevent.killall(self._tasks)
-        for client in self.clients:
-            client.close(timeout=1)
-
-    def assert_never_duplicated_nor_reordered(self) -> None:
-        for log in self.logs:
-            assert log.duplicates == 0 and log.reorders == 0 and log.foreign == 0, log.examples
 
 
 @pytest.fixture

@@ -1,0 +1,335 @@
+"""Where ``Scaler.Redis`` sends each command: one Redis, or the shards of a Redis Cluster.
+
+:class:`SingleRedis` and :class:`ShardedRedis` give ``scale/redis.py`` the same contract,
+so the connector has one subscriber greenlet, one writer greenlet and one canary for both:
+
+- ``subscriber_connections()``: a ``PubSub`` per *target* (one for a single Redis; one per
+  shard of a cluster, on a replica when it has one: ``scale/redis_cluster.py`` says why),
+  and ``target_of(key)`` says which one a channel is subscribed on;
+- ``probe_keys()``: the worker's liveness probe channels, one per target;
+- ``send(ops)``: a batch of the writer's commands, in order per channel, a pipeline per
+  node; a command a cluster node answered MOVED (or ASK, TRYAGAIN) did not run, so it is
+  sent once more after the topology is read again; nothing is sent twice otherwise. On a
+  cluster, a node that cannot be reached fails only its own commands (:class:`SendFailed`),
+  and is tried again after a backoff of its own, the topology read again first: the
+  other shards go on;
+- ``read(keys, script, args)``: a history or presence script, on the node of its keys.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..net.backoff import Backoff
+from ..protocol import redis_envelope as envelope
+from .redis_client import RedisConfig, pinned_settings, redis_client
+from .redis_cluster import ClusterMap, Shard, key_slot, moved, parse_cluster_config, tag_for_slots
+
+__all__ = ["Routes", "SingleRedis", "ShardedRedis", "routes_for", "Command", "SendFailed"]
+
+#: One writer command: (a key of its channel, for routing; a function adding it to a pipeline).
+Command = Tuple[bytes, Callable[[Any], None]]
+
+
+class SendFailed(Exception):
+    """Some commands of a batch could not be sent (the connection broke): ``failed`` holds
+    their indexes, ``results`` the replies of the others (None for the failed), ``cause``
+    the error."""
+
+    def __init__(self, failed: List[int], cause: BaseException, results: Optional[List[Any]] = None) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.failed = failed
+        self.cause = cause
+        self.results = results
+
+
+class Routes:
+    """The contract (see the module docstring)."""
+
+    #: Shard channels (SSUBSCRIBE, SPUBLISH) or classic ones.
+    sharded = False
+
+    def subscriber_connections(self, client_name: str) -> Dict[Any, Any]:
+        raise NotImplementedError
+
+    def target_of(self, key: bytes) -> Any:
+        raise NotImplementedError
+
+    def probe_keys(self, prefix: str, publisher: bytes) -> Dict[bytes, Any]:
+        raise NotImplementedError
+
+    def probe_failed(self, target: Any) -> None:
+        """A probe of ``target`` did not come back: subscribe elsewhere next time, if possible."""
+
+    def subscribe(self, pubsub: Any, keys: Sequence[bytes]) -> None:
+        for batch in self._batches(keys):
+            (pubsub.ssubscribe if self.sharded else pubsub.subscribe)(*batch)
+
+    def unsubscribe(self, pubsub: Any, keys: Sequence[bytes]) -> None:
+        for batch in self._batches(keys):
+            (pubsub.sunsubscribe if self.sharded else pubsub.unsubscribe)(*batch)
+
+    def _batches(self, keys: Sequence[bytes]) -> List[List[bytes]]:
+        """One command's keys: all of them, or on a cluster those of one slot (SSUBSCRIBE's rule)."""
+        if not self.sharded:
+            return [list(keys)]
+        by_slot: Dict[int, List[bytes]] = {}
+        for key in keys:
+            by_slot.setdefault(key_slot(key), []).append(key)
+        return list(by_slot.values())
+
+    @property
+    def publish_command(self) -> str:
+        return "SPUBLISH" if self.sharded else "PUBLISH"
+
+    def connect_writer(self, client_name: str) -> None:
+        raise NotImplementedError
+
+    def send(self, commands: Sequence[Command]) -> List[Any]:
+        raise NotImplementedError
+
+    def close_writer(self) -> None:
+        raise NotImplementedError
+
+    def read(self, key: bytes, call: Callable[[Any], Any]) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> Dict[str, Any]:
+        return {}
+
+
+class SingleRedis(Routes):
+    """One Redis (or the master Sentinel names): one connection per role."""
+
+    def __init__(self, config: RedisConfig, client_name: str) -> None:
+        self.config = config
+        self.client_name = client_name
+        self._writer: Any = None
+        self._reads: Any = None
+
+    def subscriber_connections(self, client_name: str) -> Dict[Any, Any]:
+        return {None: redis_client(self.config, client_name).pubsub(ignore_subscribe_messages=False)}
+
+    def target_of(self, key: bytes) -> Any:
+        return None
+
+    def probe_keys(self, prefix: str, publisher: bytes) -> Dict[bytes, Any]:
+        return {envelope.probe_key(prefix, publisher): None}
+
+    def connect_writer(self, client_name: str) -> None:
+        self._writer = redis_client(self.config, client_name)
+        check_master(self._writer)
+
+    def send(self, commands: Sequence[Command]) -> List[Any]:
+        pipe = self._writer.pipeline(transaction=False)
+        for _, add in commands:
+            add(pipe)
+        try:
+            return list(pipe.execute(raise_on_error=False))
+        except Exception as exc:
+            raise SendFailed(list(range(len(commands))), exc) from exc
+
+    def close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            close_quietly(writer)
+
+    def read(self, key: bytes, call: Callable[[Any], Any]) -> Any:
+        if self._reads is None:
+            self._reads = redis_client(self.config, self.client_name + ":read", single_connection=False)
+        return call(self._reads)
+
+
+class ShardedRedis(Routes):
+    """A Redis Cluster: shard channels, a connection per shard (see the module docstring).
+    The subscriber, the writer and the reads each keep their own map of the cluster, read
+    again by their own greenlet when it failed them."""
+
+    sharded = True
+
+    def __init__(self, config: RedisConfig, worker_id: int, client_name: str) -> None:
+        self.config = parse_cluster_config(config)
+        self.worker_id = worker_id
+        self.client_name = client_name
+        self._subscriber_map: Optional[ClusterMap] = None
+        self._writer_map: Optional[ClusterMap] = None
+        self._reads_map: Optional[ClusterMap] = None
+        self._writers: Dict[Tuple[str, int], Any] = {}
+        self._down: Dict[Tuple[str, int], Tuple[float, BaseException]] = {}  # node -> (retry at, why)
+        self._backoffs: Dict[Tuple[str, int], Backoff] = {}
+        self._refresh_at: Optional[float] = None  # read the topology again before the next send
+        self._writer_name = "cws:pub"
+        self._choices: Dict[Tuple[str, int], int] = {}  # shard (its master) -> which node to subscribe on
+
+    def _map(self, client_name: str) -> ClusterMap:
+        return ClusterMap(self.config, pinned_settings(client_name))
+
+    # -- subscriber
+
+    def subscriber_connections(self, client_name: str) -> Dict[Any, Any]:
+        if self._subscriber_map is None:
+            self._subscriber_map = self._map(client_name)
+        cluster = self._subscriber_map
+        cluster.refresh()
+        pubsubs = {}
+        try:
+            for shard in cluster.shards:
+                node = self._subscriber_of(shard)
+                pubsubs[shard.master] = cluster.new_client(node).pubsub(ignore_subscribe_messages=False)
+        except Exception:
+            for pubsub in pubsubs.values():
+                close_quietly(pubsub)
+            raise
+        return pubsubs
+
+    def target_of(self, key: bytes) -> Any:
+        assert self._subscriber_map is not None
+        return self._subscriber_map.shard_of(key).master
+
+    def probe_keys(self, prefix: str, publisher: bytes) -> Dict[bytes, Any]:
+        assert self._subscriber_map is not None
+        return {envelope.probe_key(prefix, publisher, tag_for_slots(shard.slots)): shard.master
+                for shard in self._subscriber_map.shards}
+
+    def _subscriber_of(self, shard: Shard) -> Tuple[str, int]:
+        """A replica (the workers spread over them), the next node after each failed probe."""
+        nodes = shard.replicas + [shard.master]
+        first = self.worker_id % len(shard.replicas) if shard.replicas else 0
+        return nodes[(first + self._choices.get(shard.master, 0)) % len(nodes)]
+
+    def probe_failed(self, target: Any) -> None:
+        self._choices[target] = self._choices.get(target, 0) + 1
+
+    # -- writer
+
+    def connect_writer(self, client_name: str) -> None:
+        self._writer_name = client_name
+        if self._writer_map is None:
+            self._writer_map = self._map(client_name)
+        self._writer_map.refresh()
+
+    def _writer_for(self, address: Tuple[str, int]) -> Any:
+        client = self._writers.get(address)
+        if client is None:
+            assert self._writer_map is not None
+            client = self._writer_map.new_client(address)
+            try:
+                check_master(client)
+            except Exception:
+                close_quietly(client)
+                raise
+            self._writers[address] = client
+        return client
+
+    def send(self, commands: Sequence[Command]) -> List[Any]:
+        assert self._writer_map is not None
+        if self._refresh_at is not None and time.monotonic() >= self._refresh_at:
+            self._refresh_at = None
+            self._writer_map.refresh()  # ConnectionError: no node answers, the writer reconnects
+        results: List[Any] = [None] * len(commands)
+        failed: List[int] = []
+        cause: Optional[BaseException] = None
+        pending = list(range(len(commands)))
+        for attempt in range(2):
+            redirected, lost, why = self._send_once(commands, pending, results)
+            failed += lost
+            cause = why or cause
+            if not redirected or attempt == 1:
+                break  # (still redirected: the MOVED errors are their results)
+            self._writer_map.refresh()  # the slot moved: send those once more, in order
+            pending = redirected
+        if cause is not None:
+            raise SendFailed(sorted(failed), cause, results)
+        return results
+
+    def _send_once(self, commands: Sequence[Command], indexes: List[int],
+                   results: List[Any]) -> Tuple[List[int], List[int], Optional[BaseException]]:
+        """Send ``commands[indexes]``, a pipeline per node; (redirected, failed, why)."""
+        assert self._writer_map is not None
+        groups: Dict[Tuple[str, int], List[int]] = {}
+        for index in indexes:
+            groups.setdefault(self._writer_map.shard_of(commands[index][0]).master, []).append(index)
+        redirected: List[int] = []
+        failed: List[int] = []
+        cause: Optional[BaseException] = None
+        now = time.monotonic()
+        for address, group in groups.items():
+            down = self._down.get(address)
+            if down is not None and now < down[0]:
+                failed += group
+                cause = down[1]
+                continue
+            try:
+                pipe = self._writer_for(address).pipeline(transaction=False)
+                for index in group:
+                    commands[index][1](pipe)
+                replies = pipe.execute(raise_on_error=False)
+            except Exception as exc:  # noqa: BLE001 - this node's commands are lost; the others go on
+                failed += group
+                cause = exc
+                close_quietly(self._writers.pop(address, None))
+                backoff = self._backoffs.setdefault(address, Backoff(jitter=True))
+                self._down[address] = (now + backoff.take(), exc)
+                self._refresh_at = now  # a failover may have moved its slots
+                continue
+            self._down.pop(address, None)
+            self._backoffs.pop(address, None)
+            for index, reply in zip(group, replies):
+                results[index] = reply
+                if isinstance(reply, Exception) and moved(reply):
+                    redirected.append(index)
+        return redirected, failed, cause
+
+    def close_writer(self) -> None:
+        self._down.clear()
+        self._backoffs.clear()
+        writers, self._writers = list(self._writers.values()), {}
+        for client in writers:
+            close_quietly(client)
+
+    # -- reads
+
+    def read(self, key: bytes, call: Callable[[Any], Any]) -> Any:
+        if self._reads_map is None:
+            self._reads_map = self._map(self.client_name + ":read")
+            self._reads_map.refresh()
+        try:
+            return call(self._reads_map.client(self._reads_map.shard_of(key).master))
+        except Exception as exc:  # noqa: BLE001 - a moved slot or a lost node: read the map once more
+            if not moved(exc) and not isinstance(exc, (ConnectionError, OSError)) and \
+                    type(exc).__name__ not in ("ConnectionError", "TimeoutError"):
+                raise
+            self._reads_map.refresh()
+            return call(self._reads_map.client(self._reads_map.shard_of(key).master))
+
+    def describe(self) -> Dict[str, Any]:
+        cluster = self._subscriber_map
+        if cluster is None:
+            return {"shards": 0}
+        return {"shards": len(cluster.shards),
+                "subscribed_on": sorted("{}:{}".format(*self._subscriber_of(shard)) for shard in cluster.shards)}
+
+
+def routes_for(config: RedisConfig, worker_id: int, client_name: str) -> Routes:
+    """The routes of a ``scale_options["redis"]``: a Redis Cluster's or a single Redis's;
+    ``client_name`` begins every connection's name (``CLIENT LIST``)."""
+    from .redis_cluster import is_cluster
+
+    return ShardedRedis(config, worker_id, client_name) if is_cluster(config) else SingleRedis(config, client_name)
+
+
+def check_master(client: Any) -> None:
+    """Connect now, and refuse a Redis that is a replica (a demoted master after a failover)."""
+    role = client.execute_command("ROLE")
+    if role and role[0] not in (b"master", "master"):
+        raise ConnectionError(f"connected to a {role[0]!r}, not a master")
+
+
+def close_quietly(closable: Any) -> None:
+    """Close a client or a PubSub, ignoring errors (it is being dropped anyway)."""
+    if closable is None:
+        return
+    try:
+        closable.close()
+    except Exception:  # noqa: BLE001 - the connection is being dropped anyway
+        pass
