@@ -131,7 +131,10 @@ class WebSocketServer:
         self._sockets: Set[Socket] = set()
         #: Counters for monitoring (``process/metrics.py``).
         self.stats = ServerStats()
-        self._config_frame = encode_frame(OP_TEXT, encode_config(options.auto_ping, options.ping_interval))
+        #: What a socket gets first, in the same write as the handshake's 101 (the configuration
+        #: message, unless turned off): one system call and one TCP segment less per connection.
+        self.opening_frames = (encode_frame(OP_TEXT, encode_config(options.auto_ping, options.ping_interval))
+                               if options.send_configuration_message else b"")
         self.hub = PubSubHub(log, connector or LocalConnector(self.channels), on_channel_open=self._channel_opened,
                              on_channel_close=self._channel_closed, on_worker_message=self._worker_message,
                              channels=self.channels)
@@ -438,11 +441,10 @@ class WebSocketServer:
         return (False, code, reason)
 
     def serve(self, socket: Socket, environ: Mapping[str, Any], lot: Lot) -> None:
-        """Serve an accepted socket: config message, ``connection`` listeners, then the
-        driver (``websocket/driver.py``): parked, this returns once the socket waits for bytes."""
+        """Serve an accepted socket (its configuration message went out with the 101:
+        :attr:`opening_frames`): ``connection`` listeners, then the driver
+        (``websocket/driver.py``): parked, this returns once the socket waits for bytes."""
         self._sockets.add(socket)
-        if self.options.send_configuration_message:
-            socket.send_frame(self._config_frame)
         for listener in tuple(self._connection_listeners):
             call_user_code(self.log, listener, (socket, environ), "socket %s: connection listener failed", socket.id)
         trim_environ(environ)

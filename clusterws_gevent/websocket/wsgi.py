@@ -11,13 +11,12 @@ other request goes to the WSGI app; Flask never sees an upgrade request as a vie
 from __future__ import annotations
 
 import contextvars
-import http.client
 import itertools
 import os
 import socket as stdlib_socket
 import sys
 from http import HTTPStatus
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import gevent
 from gevent import pywsgi
@@ -36,7 +35,7 @@ from .connection import ServeMode
 from .driver import Lot, Scope
 from .engines import load_engine
 from .info import ConnectionInfo
-from .pywsgi_adapter import HandlerAdapter
+from .pywsgi_adapter import HandlerAdapter, request_headers
 from .server import WebSocketServer
 from .socket import Socket
 
@@ -73,6 +72,14 @@ class HandshakeTimeout(stdlib_socket.timeout):
 
 class HeadersTooLarge(ValueError):
     """The request's header lines are over ``max_header_bytes`` (or over 100 of them)."""
+
+
+class BadHeader(ValueError):
+    """A request header line that is not ``name: value``."""
+
+
+#: Header fields of one request at most (http.client's limit, which pywsgi's own parse had).
+MAX_HEADERS = 100
 
 
 class _HeaderReader:
@@ -138,12 +145,25 @@ class ClusterWSHandler(HandlerAdapter):
             self.server.request_finished()
 
     def MessageClass(self, rfile: Any, *args: Any) -> Any:  # noqa: N802 - pywsgi's name
-        """Parse the request headers, at most ``max_header_bytes`` of them in all."""
+        """Parse the request headers, at most ``max_header_bytes`` of them in all and at most
+        :data:`MAX_HEADERS` fields (http.client's limit), as RFC 9112 reads them: ``name:
+        value``, no space before the colon (a 400), obsolete line folding joined with a space."""
         reader = _HeaderReader(rfile, self.server.ws_options.max_header_bytes)
-        try:
-            return super().MessageClass(reader, *args)
-        except http.client.HTTPException as exc:  # "got more than 100 headers"
-            raise HeadersTooLarge(str(exc)) from None
+        fields: List[Tuple[str, str]] = []
+        while True:
+            line = reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                return request_headers(fields)
+            if line[:1] in (b" ", b"\t") and fields:  # obs-fold: the previous field goes on
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {line.strip().decode('latin-1')}")
+                continue
+            if len(fields) == MAX_HEADERS:
+                raise HeadersTooLarge(f"got more than {MAX_HEADERS} headers")
+            name, colon, value = line.decode("latin-1").partition(":")
+            if not colon or not name or name != name.strip():
+                raise BadHeader(f"a header line that is not 'name: value': {quote(line, 64)}")
+            fields.append((name, value.strip()))
 
     def refuse_client_error(self, ex: Exception) -> Optional[Tuple[str, bytes]]:
         if isinstance(ex, HandshakeTimeout):
@@ -152,6 +172,9 @@ class ClusterWSHandler(HandlerAdapter):
         if isinstance(ex, HeadersTooLarge):
             self._refused("headers", 431, str(ex))
             return ("431", http_response(431, "request header fields too large"))
+        if isinstance(ex, BadHeader):
+            self._refused("headers", 400, str(ex))
+            return ("400", http_response(400, "bad request header"))
         return None
 
     def _refused(self, rule: str, status: int, why: str) -> None:
@@ -296,7 +319,7 @@ class ClusterWSHandler(HandlerAdapter):
         handshake needed is freed). A parked engine gets the connection's own socket (the
         handler gives it up: ``take_socket``), an engine read by a greenlet the handler's."""
         server = self.server
-        response = switching_protocols(key)
+        response = switching_protocols(key) + server.wss.opening_frames  # one write: the 101 and the config message
         try:
             # Small frames go out at once, as Node's ws does (no Nagle delay).
             self.socket.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -99,6 +100,32 @@ def test_request_headers_are_capped_in_total_with_431_and_no_traceback(serve):
     assert "Traceback" not in log
     with WSClient(server.port, "/", headers={f"X-Fine-{i}": "v" * 1000 for i in range(50)}) as fine:
         fine.recv_json()
+
+
+def test_header_lines_are_read_as_rfc_9112_says(serve):
+    """Our header parse (pywsgi's went through the email package): folded lines joined, a
+    space before the colon refused with 400 and logged, repeated names kept in order."""
+    server = serve("apps.basic:worker", "--no-auto-ping", "--app", "apps.flask_site:app")
+
+    def exchange(head: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            conn.sendall(head)
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                more = conn.recv(65536)
+                if not more:
+                    break
+                reply += more
+            return reply
+
+    folded = exchange(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Folded: a\r\n  b\r\nConnection: close\r\n\r\n")
+    assert folded.startswith(b"HTTP/1.1 200")
+    spaced = exchange(b"GET / HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n")
+    assert spaced.startswith(b"HTTP/1.1 400")
+    no_colon = exchange(b"GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n")
+    assert no_colon.startswith(b"HTTP/1.1 400")
+    log = server.wait_for_log("not 'name: value'")
+    assert "Traceback" not in log
 
 
 def test_a_flask_socket_keeps_only_the_environ_keys_it_needs(serve):

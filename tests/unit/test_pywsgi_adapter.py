@@ -11,7 +11,13 @@ from gevent import pywsgi, socket
 from gevent.ssl import SSLSocket
 
 from clusterws_gevent.net.tls_socket import TLSSocket
-from clusterws_gevent.websocket.pywsgi_adapter import PRIVATE_NAMES, SOCKET_PRIVATE_NAMES, HandlerAdapter
+from clusterws_gevent.websocket.pywsgi_adapter import (
+    MODULE_PRIVATE_NAMES,
+    PRIVATE_NAMES,
+    SOCKET_PRIVATE_NAMES,
+    HandlerAdapter,
+    request_headers,
+)
 
 
 class Refused(Exception):
@@ -119,3 +125,15 @@ def test_release_drops_an_attribute_once():
     handler.headers = {"a": "b"}
     assert handler.release("headers") == {"a": "b"}
     assert handler.release("headers") is None and "headers" not in handler.__dict__
+
+
+def test_our_parsed_headers_read_as_pywsgis():
+    from gevent import pywsgi
+
+    for name in MODULE_PRIVATE_NAMES:
+        assert hasattr(pywsgi, name), name
+    headers = request_headers([("Host", "a"), ("Content-Length", "3"), ("X-Two", "b c")])
+    assert headers.status == "" and headers.get("host") == "a" and headers.getheader("CONTENT-LENGTH") == "3"
+    assert list(headers.headers) == ["Host: a\r\n", "Content-Length: 3\r\n", "X-Two: b c\r\n"]
+    del headers["content-length"]
+    assert headers.get("content-length") is None and headers.typeheader is None
