@@ -5,7 +5,7 @@
 # usage: benchmarks/run.sh SCENARIO [extra loadgen options]
 #   echo      50 clients emit/emit-back, 10 s         project-single vs ClusterWS-Node*, project-flask-single, raw-gevent
 #   latency   echo p99 at a fixed rate (RATE, 25,000/s) the same peers (benchmarks/echo_latency.sh)
-#   connect   5,000 connections; server RSS per conn  project-single vs ClusterWS-Node*, raw-gevent
+#   connect   5,000 connections; server RSS per conn  project-single vs ClusterWS-Node*, project-flask-single, raw-gevent
 #   fanout    1,000 subscribers, 20,000 publishes     project-single vs raw-gevent, flask-sio
 #   xworker   cross-worker fan-out, 2 workers         project-scale vs flask-sio-redis
 #   xredis    cross-worker fan-out through Redis      project-scale-redis vs flask-sio-redis (target >= 10x)
@@ -30,7 +30,7 @@ NODE_PEER=(); [ -n "${CWS_NODE_DIR:-}" ] && NODE_PEER=(cws-node-single)
 case "$scenario" in
   echo)    exec "$BENCH/compare.sh" echo project-single "${NODE_PEER[@]}" project-flask-single raw-gevent -- --duration 10 "$@" ;;
   latency) exec "$HERE/echo_latency.sh" "${RATE:-25000}" ;;
-  connect) exec "$BENCH/compare.sh" connect project-single "${NODE_PEER[@]}" raw-gevent -- "$@" ;;
+  connect) exec "$BENCH/compare.sh" connect project-single "${NODE_PEER[@]}" project-flask-single raw-gevent -- "$@" ;;
   fanout)  exec "$BENCH/compare.sh" fanout project-single raw-gevent flask-sio -- "$@" ;;
   xworker) exec "$BENCH/compare.sh" xworker project-scale flask-sio-redis -- "$@" ;;
   xredis)  exec "$BENCH/compare.sh" xworker project-scale-redis flask-sio-redis -- "$@" ;;
