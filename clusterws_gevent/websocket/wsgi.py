@@ -132,7 +132,17 @@ class ClusterWSHandler(HandlerAdapter):
             self._budget.spend(REQUEST_COST)
 
     def read_requestline(self) -> str:
-        line: str = super().read_requestline()
+        try:
+            line: str = super().read_requestline()
+        except HandshakeTimeout:
+            # pywsgi closes the connection without a word (a socket.timeout is a socket error to
+            # it): a first request that never came is a refusal, logged; an idle keep-alive is not
+            if self._budget is None:
+                self.server.wss.stats.refuse("timeout")
+                self.server.log.refusal("timeout", "closed a connection from %s: no request within "
+                                        "handshake_timeout (%gs)", self._peer(),
+                                        self.server.ws_options.handshake_timeout)
+            raise
         if line and not self._in_request:
             # from here until the response (or the 101) a stop waits for this request
             self._in_request = True

@@ -87,6 +87,7 @@ def test_a_client_that_never_sends_its_request_is_dropped(serve):
         assert silent.recv(1024) == b""
         assert slow.recv(1024).startswith(b"HTTP/1.1 408")
         assert time.monotonic() - started < 3
+    assert "no request within handshake_timeout (0.5s)" in server.wait_for_log("no request within")
     assert_others_unharmed(server)
 
 
