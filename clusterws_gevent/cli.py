@@ -19,8 +19,10 @@ import os
 import pickle
 import runpy
 import shlex
+import signal
 import sys
 import tempfile
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import loading, registry
@@ -194,10 +196,38 @@ def _module_options(target: loading.Target, lazy: bool) -> Dict[str, Any]:
             with open(answer.name, "wb") as out:
                 out.write(payload)
             os._exit(0)
-        os.waitpid(pid, 0)
+        _wait_child(pid, target.spec)
         data = answer.read()
     options: Dict[str, Any] = pickle.loads(data) if data else {}  # noqa: S301 - our own child's answer
     return options
+
+
+#: Seconds the child that reads a module's own options may take (importing the app).
+MODULE_OPTIONS_TIMEOUT = 60.0
+
+
+def _wait_child(pid: int, spec: str) -> None:
+    """Until the child ``pid`` exited, polling the real ``waitpid`` (not gevent's, which waits
+    for a SIGCHLD through the event loop: a start hung with an empty log twice in CI, and
+    this wait was the one unbounded one); after :data:`MODULE_OPTIONS_TIMEOUT`, it is killed
+    and the module's options are not used (said on stderr)."""
+    from gevent import monkey
+
+    waitpid = monkey.get_original("os", "waitpid")
+    deadline = time.monotonic() + MODULE_OPTIONS_TIMEOUT
+    while True:
+        try:
+            if waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:  # reaped already (gevent's child watcher reaps any child)
+            return
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            print(f"clusterws-gevent: {spec}: importing it to read its ClusterWS(...) options took over "
+                  f"{MODULE_OPTIONS_TIMEOUT:.0f}s; serving without them (give them with -c FILE or --preload)",
+                  file=sys.stderr, flush=True)
+            return
+        time.sleep(0.005)
 
 
 def _given_of(obj: Any) -> Dict[str, Any]:
