@@ -23,7 +23,7 @@ from .protocol.messages import encode_json
 from .protocol.redis_envelope import ID_SIZE, channel_key, encode_envelope, history_keys, workers_key
 from .pubsub.channels import channel_name_error
 from .scale.redis_client import RedisConfig, default_prefix, pinned_settings, redis_client
-from .scale.redis_cluster import ClusterMap, is_cluster, moved, parse_cluster_config
+from .scale.redis_cluster import ClusterMap, is_cluster, parse_cluster_config
 from .scale.redis_scripts import PUBLISH_NUMBERED, PUBLISH_NUMBERED_SHARDED, publish_numbered_args
 
 __all__ = ["Emitter"]
@@ -98,13 +98,7 @@ class Emitter:
         command did not run), once more after reading the topology again."""
         if self._cluster is None:
             return int(call(self._client))
-        try:
-            return int(call(self._cluster.client(self._cluster.shard_of(key).master)))
-        except Exception as exc:
-            if not moved(exc):
-                raise
-        self._cluster.refresh()
-        return int(call(self._cluster.client(self._cluster.shard_of(key).master)))
+        return int(self._cluster.call(key, call))
 
     def close(self) -> None:
         """Close the connections to Redis."""

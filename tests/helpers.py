@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -323,6 +324,20 @@ class SteadyTraffic:
     def assert_never_duplicated_nor_reordered(self) -> None:
         for log in self.logs:
             assert log.duplicates == 0 and log.reorders == 0 and log.foreign == 0, log.examples
+
+
+@contextmanager
+def steady_traffic_between(a_server, b_server):
+    """Publishers on ``a_server``, two subscribers on ``b_server``, flowing; on exit the
+    deliveries were never duplicated nor reordered and no worker restarted."""
+    servers = [a_server, b_server]
+    traffic = SteadyTraffic(f"ws://127.0.0.1:{a_server.port}/", [f"ws://127.0.0.1:{b_server.port}/"] * 2)
+    traffic.flowing(5)
+    pids = {pid for server in servers for pid in worker_pids(server)}
+    yield traffic
+    traffic.stop()
+    traffic.assert_never_duplicated_nor_reordered()
+    assert {pid for server in servers for pid in worker_pids(server)} == pids  # no worker restarted
 
 
 class ConnectionChurn:

@@ -16,7 +16,8 @@ import socket
 from typing import Any, Dict, List, Mapping, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["redis_client", "parse_sentinel_url", "pinned_settings", "describe_redis", "redis_db", "default_prefix"]
+__all__ = ["redis_client", "parse_sentinel_url", "parse_address", "pinned_settings", "describe_redis", "redis_db",
+           "default_prefix"]
 
 RedisConfig = Union[str, Mapping[str, Any]]
 
@@ -54,12 +55,7 @@ def parse_sentinel_url(url: str) -> Tuple[List[Tuple[str, int]], int, str, Dict[
     """
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
-    sentinels = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":")
-        if not name or not port.isdigit():
-            raise ValueError(f"sentinel addresses are host:port, got {host!r} in {url!r}")
-        sentinels.append((name.strip("[]"), int(port)))
+    sentinels = [parse_address(host, url) for host in hosts.split(",")]
     path = [part for part in parts.path.split("/") if part]
     if len(path) == 1:
         db, service = 0, path[0]
@@ -75,6 +71,18 @@ def parse_sentinel_url(url: str) -> Tuple[List[Tuple[str, int]], int, str, Dict[
         if password:
             kwargs["password"] = unquote(password)
     return sentinels, db, service, kwargs
+
+
+def parse_address(text: str, config: str) -> Tuple[str, int]:
+    """``host:port`` (``[::1]:port`` too) of a URL naming several nodes (Sentinel, a cluster).
+
+    Raises:
+        ValueError: not host:port.
+    """
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"nodes are host:port, got {text!r} in {config!r}")
+    return host.strip("[]"), int(port)
 
 
 def redis_client(config: RedisConfig, client_name: str, single_connection: bool = True) -> Any:

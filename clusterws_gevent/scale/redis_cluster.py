@@ -23,8 +23,10 @@ node (another replica, then the master).
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .redis_client import parse_address
 
 __all__ = ["ClusterConfig", "Shard", "ClusterMap", "is_cluster", "parse_cluster_config", "SLOTS", "key_slot",
            "tag_for_slots", "moved"]
@@ -77,7 +79,7 @@ def parse_cluster_config(config: Any) -> ClusterConfig:
         if parts.scheme != "redis+cluster":
             raise ValueError(f"not a redis+cluster:// URL: {config!r}")
         userinfo, _, hosts = parts.netloc.rpartition("@")
-        startup = [_address(host, config) for host in hosts.split(",")]
+        startup = [parse_address(host, config) for host in hosts.split(",")]
         if parts.path.strip("/"):
             raise ValueError(f"a cluster has one database, 0: drop {parts.path!r} from {config!r}")
         kwargs: Dict[str, Any] = {name: _scalar(value) for name, value in parse_qsl(parts.query)}
@@ -91,16 +93,9 @@ def parse_cluster_config(config: Any) -> ClusterConfig:
     if not is_cluster(config):
         raise ValueError("not a Redis Cluster configuration (startup_nodes is missing)")
     kwargs = {name: value for name, value in config.items() if name != "startup_nodes"}
-    nodes = [node if isinstance(node, (tuple, list)) else _address(str(node), str(config))
+    nodes = [node if isinstance(node, (tuple, list)) else parse_address(str(node), str(config))
              for node in config["startup_nodes"]]
     return ClusterConfig([(str(host), int(port)) for host, port in nodes], kwargs)
-
-
-def _address(text: str, config: str) -> Address:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"cluster nodes are host:port, got {text!r} in {config!r}")
-    return host.strip("[]"), int(port)
 
 
 def _scalar(value: str) -> Any:
@@ -211,6 +206,19 @@ class ClusterMap:
         if shard is None:
             raise ConnectionError(f"no cluster node serves the slot of {key[:64]!r}")
         return shard
+
+    def call(self, key: bytes, call: Callable[[Any], Any],
+             again: Optional[Callable[[BaseException], bool]] = None) -> Any:
+        """``call(client)`` on the pooled client of ``key``'s master; when it fails with an
+        error ``again`` accepts (by default :func:`moved`: the command did not run), once more
+        after the topology is read again."""
+        try:
+            return call(self.client(self.shard_of(key).master))
+        except Exception as exc:
+            if not (again if again is not None else moved)(exc):
+                raise
+        self.refresh()
+        return call(self.client(self.shard_of(key).master))
 
     def client(self, address: Address) -> Any:
         """A pooled ``redis.Redis`` of the node at ``address`` (shared: each call takes a

@@ -293,14 +293,8 @@ class ShardedRedis(Routes):
         if self._reads_map is None:
             self._reads_map = self._map(self.client_name + ":read")
             self._reads_map.refresh()
-        try:
-            return call(self._reads_map.client(self._reads_map.shard_of(key).master))
-        except Exception as exc:  # noqa: BLE001 - a moved slot or a lost node: read the map once more
-            if not moved(exc) and not isinstance(exc, (ConnectionError, OSError)) and \
-                    type(exc).__name__ not in ("ConnectionError", "TimeoutError"):
-                raise
-            self._reads_map.refresh()
-            return call(self._reads_map.client(self._reads_map.shard_of(key).master))
+        # a read may be sent again: after a moved slot, a lost node, or a timeout
+        return self._reads_map.call(key, call, again=lambda exc: moved(exc) or _connection_error(exc))
 
     def describe(self) -> Dict[str, Any]:
         cluster = self._subscriber_map
@@ -316,6 +310,11 @@ def routes_for(config: RedisConfig, worker_id: int, client_name: str) -> Routes:
     from .redis_cluster import is_cluster
 
     return ShardedRedis(config, worker_id, client_name) if is_cluster(config) else SingleRedis(config, client_name)
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """A lost or unreachable node (redis-py's ConnectionError and TimeoutError are not the builtins)."""
+    return isinstance(exc, OSError) or type(exc).__name__ in ("ConnectionError", "TimeoutError")
 
 
 def check_master(client: Any) -> None:

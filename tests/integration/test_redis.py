@@ -12,7 +12,7 @@ from typing import Any, List
 import gevent
 import pytest
 import trustme
-from helpers import RedisServer, SteadyTraffic, on_each_worker, subscribe, worker_pids
+from helpers import RedisServer, SteadyTraffic, on_each_worker, steady_traffic_between, subscribe
 
 from clusterws_gevent.client import Client
 from clusterws_gevent.protocol.redis_envelope import encode_envelope
@@ -202,14 +202,9 @@ def test_a_server_started_while_redis_is_down_serves_and_subscribes_once_it_is_u
 
 @pytest.fixture
 def steady(redis_servers):
-    a_server, b_server = servers = redis_servers()
-    traffic = SteadyTraffic(urls([a_server])[0], urls([b_server]) * 2)
-    traffic.flowing(5)
-    pids = {pid for server in servers for pid in worker_pids(server)}
-    yield traffic, servers
-    traffic.stop()
-    traffic.assert_never_duplicated_nor_reordered()
-    assert {pid for server in servers for pid in worker_pids(server)} == pids  # no worker restarted
+    servers = redis_servers()
+    with steady_traffic_between(*servers) as traffic:
+        yield traffic, servers
 
 
 def test_redis_killed_and_restarted_on_the_same_port(steady, redis):

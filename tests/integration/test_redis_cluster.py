@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
-from helpers import RedisCluster, SteadyTraffic, on_each_worker, subscribe, worker_pids
+from helpers import RedisCluster, on_each_worker, steady_traffic_between, subscribe
 
 from clusterws_gevent.client import Client
 from clusterws_gevent.testing import check_delivery_order, wait_until
@@ -114,14 +114,9 @@ def test_the_emitter_reaches_subscribers_on_both_servers(cluster_servers, cluste
 
 @pytest.fixture
 def steady(cluster_servers):
-    a_server, b_server = servers = cluster_servers()
-    traffic = SteadyTraffic(urls([a_server])[0], urls([b_server]) * 2)
-    traffic.flowing(5)
-    pids = {pid for server in servers for pid in worker_pids(server)}
-    yield traffic, servers
-    traffic.stop()
-    traffic.assert_never_duplicated_nor_reordered()
-    assert {pid for server in servers for pid in worker_pids(server)} == pids  # no worker restarted
+    servers = cluster_servers()
+    with steady_traffic_between(*servers) as traffic:
+        yield traffic, servers
 
 
 def test_the_channels_master_killed_its_replica_promoted(steady, cluster):
