@@ -37,6 +37,7 @@ __all__ = [
     "DefaultScalerOptions",
     "ScaleOptions",
     "MetricsOptions",
+    "AdminOptions",
     "ChannelOptions",
     "NamespaceOptions",
     "ChannelPolicy",
@@ -460,6 +461,26 @@ class MetricsOptions(OptionGroup):
         "served even when metrics are off; None does not serve it."))
 
 
+@dataclass(frozen=True)
+class AdminOptions(OptionGroup):
+    """``admin_options``: the live dashboard (``docs/deployment.md``, The dashboard)."""
+
+    enabled: bool = option(False, validator=_bool, cli="--admin", help=(
+        "Serve a live dashboard of every process at path: sockets, messages, deliveries, drops, links, "
+        "top channels, and plots of the last 15 minutes. Needs a token, or an app whose before_request "
+        "hooks protect it (they run for the dashboard's requests), or both."))
+    path: str = option("/clusterws/admin", validator=_ws_path, cli="--admin-path", metavar="PATH",
+                       help="Where the dashboard is served (its data and login under it).")
+    token: Optional[str] = option(None, validator=_optional_str, cli="--admin-token", metavar="TOKEN", help=(
+        "The dashboard's secret: sent as 'Authorization: Bearer TOKEN', or typed once into its login form "
+        "(which sets a cookie). On the command line it shows in the process list: prefer -c FILE or "
+        "$CLUSTERWS_CMD_ARGS."))
+
+    def _check(self) -> None:
+        if self.token is not None and len(self.token) < 16:
+            raise OptionError(self._path + "token", "must be at least 16 characters (secrets.token_urlsafe())")
+
+
 def _non_negative_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise OptionTypeError(name, f"must be an integer, got {value!r}")
@@ -761,6 +782,7 @@ class Options(OptionGroup):
         "Serve https:// and wss://: an ssl.SSLContext, or a dict of tls_options."))
     scale_options: ScaleOptions = group(ScaleOptions, help="Processes of Mode.Scale.")
     metrics_options: MetricsOptions = group(MetricsOptions, help="Prometheus metrics and the health check.")
+    admin_options: AdminOptions = group(AdminOptions, help="The live dashboard.")
     channel_options: ChannelOptions = option(None, validator=lambda n, v: ChannelOptions.coerce(n, _json_object(n, v)),
                                              inner=ChannelOptions, metavar="JSON", kind="str", help=(
         "History, recovery and presence: {history_size, history_ttl, presence, join_leave, namespaces: {NS: {...}}, "
@@ -771,6 +793,10 @@ class Options(OptionGroup):
             raise OptionTypeError("worker", f"Worker is not provided or is not a function (got {self.worker!r})")
         if self.port is None:
             object.__setattr__(self, "port", 443 if self.tls_options is not None else 80)
+        admin = self.admin_options
+        if admin.enabled and admin.token is None and self.app is None:
+            raise OptionError("admin_options.token", "the dashboard needs a token when no app (whose "
+                                                     "before_request hooks would protect it) is served")
 
 
 def _set_paths(cls: Type[OptionGroup], prefix: str = "") -> None:

@@ -25,8 +25,10 @@ from ..scale.broker_client import BrokerConnector
 from ..scale.hub import Hub
 from ..scale.hub_link import HubRouter
 from .balance import AcceptGate, LoadTable
+from .dashboard import report, short_name
 from .exits import BROKER_BOOT_ERROR, OK, WORKER_BOOT_ERROR
 from .metrics import export_drops
+from .numbers import process_numbers
 from .reloader import watch_sources
 from .worker import Worker
 
@@ -176,6 +178,8 @@ def run_broker_process(context: ChildContext, address: Address, stop_timeout: fl
         context.log.error("broker cannot listen on %s: %s", describe(address), exc.strerror or exc)
         return BROKER_BOOT_ERROR
     export_drops(broker.lost)
+    report("broker", lambda: {**process_numbers("broker", short_name(address)), "drops": broker.lost(),
+                              "link_list": broker.describe_links()})
     context.ready()
     # Ctrl-C reaches the whole process group: a broker ignores SIGINT and stops when the
     # master says so (SIGTERM), after the workers have closed their WebSockets.
@@ -196,6 +200,7 @@ def run_hub_process(context: ChildContext, host: str, port: int, key: bytes, ssl
         context.log.error("hub cannot listen on port %d: %s", port, exc.strerror or exc)
         return BROKER_BOOT_ERROR
     export_drops(hub.lost)
+    report("hub", lambda: {**process_numbers("hub", port), "drops": hub.lost()})
     context.ready()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a broker: stopped by the master, last
     context.wait_for_stop(f"hub {port}", (signal.SIGTERM,))

@@ -35,6 +35,7 @@ import shutil
 import signal
 import ssl
 import tempfile
+import time
 import weakref
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -50,14 +51,16 @@ from ..net.sockets import Address, listen_tcp
 from ..options import Options
 from ..scale.hub_link import HubRouter, hub_key
 from ..scale.redis_client import describe_redis
+from . import numbers
 from .balance import LoadTable
 from .child import ChildContext, run_broker_process, run_hub_process, run_worker_process
+from .dashboard import Aggregator, child_row, forget_snapshot, prepare_dashboard_directory, remove_dashboard_directory
 from .events import ChildExited, Event, SignalReceived
 from .exits import APP_LOAD_ERROR, BROKER_BOOT_ERROR, FAILED, OK, WORKER_BOOT_ERROR, describe_status
 from .metrics import forget_process, prepare_metrics_directory, remove_metrics_directory
 from .processes import BROKER, HUB, WORKER, Child, Kind, Processes, Slot
 from .single import bind_hint, warn_unless_patched
-from .worker import raise_open_files_limit
+from .worker import raise_open_files_limit, server_info
 
 __all__ = ["Master", "run_master", "READY_TIMEOUT", "TICK", "RESTART_DELAY_MIN", "RESTART_DELAY_MAX"]
 
@@ -117,11 +120,14 @@ class Master:
         # -- bookkeeping
         self._delays: Dict[Tuple[Kind, Slot], float] = {}
         self._spawned: Set[Tuple[Kind, Slot]] = set()  # slots that had a process already
+        self.restarts: Dict[Tuple[Kind, Slot], int] = {}  # processes forked again for a slot
         self._serving = False  # every process was ready once: the start-up is over
         self._started_at = self.processes.clock()
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._runtime_dir: Optional[str] = None
         self._metrics_directory: Optional[str] = None
+        self._dashboard_directory: Optional[str] = None
+        self._aggregator: Any = None
         self._signal_handlers: List[Any] = []
         # The master's own greenlets: a forked child inherits them and must kill them
         # (one reading a sibling's ready pipe would swallow that sibling's ready byte).
@@ -135,6 +141,11 @@ class Master:
         try:
             self.listener = self._bind()
             self._metrics_directory = prepare_metrics_directory(self.options.metrics_options, self.log)
+            self._dashboard_directory = prepare_dashboard_directory(self.options.admin_options, self.log)
+            if self._dashboard_directory is not None:
+                aggregator = Aggregator(self._dashboard_directory, self.process_table, server_info(self.options))
+                self._aggregator = gevent.spawn(aggregator.run)
+                self._tasks.add(self._aggregator)
             if not self.broker_addresses and self.options.scale_options.scaler is Scaler.Default:
                 self.broker_addresses = self._private_broker_addresses()
             if self.hub_port is not None:
@@ -153,6 +164,9 @@ class Master:
             if self._runtime_dir is not None:
                 shutil.rmtree(self._runtime_dir, ignore_errors=True)
             remove_metrics_directory(self._metrics_directory)
+            if self._aggregator is not None:
+                self._aggregator.kill(block=False)
+            remove_dashboard_directory(self._dashboard_directory)
         return self.exit_code
 
     def _loop(self) -> None:
@@ -249,6 +263,7 @@ class Master:
         if child is None:
             return
         self.processes.release(child)
+        forget_snapshot(pid)
         if child.kind is WORKER:
             forget_process(pid)
             if self.load_table is not None:
@@ -401,6 +416,8 @@ class Master:
         child = self.children[pid] = Child(kind, slot, pid, self.generation, heartbeat, ready_fd,
                                            self.processes.clock())
         child.note = " (restarted)" if (kind, slot) in self._spawned else " (added)"
+        if (kind, slot) in self._spawned:
+            self.restarts[(kind, slot)] = self.restarts.get((kind, slot), 0) + 1
         self._spawned.add((kind, slot))
         task = self.processes.watch_ready(self, child)
         if task is not None:
@@ -408,9 +425,22 @@ class Master:
         self.log.debug("started %s, PID %d", child.name, pid)
         return child
 
+    def process_table(self) -> List[Dict[str, Any]]:
+        """The dashboard's table of processes: this master, then its children."""
+        now, wall = self.processes.clock(), time.time()
+        rows = [{**child_row("master", "", os.getpid(), wall - (now - self._started_at), 0,
+                             "stopping" if self.stopping else "serving" if self._serving else "starting"),
+                 "rss": numbers.rss_bytes()}]
+        for child in sorted(self.children.values(), key=lambda c: (c.kind.value, str(c.slot).zfill(12))):
+            state = "stopping" if child.stopping else "ready" if child.ready else "starting"
+            rows.append(child_row(child.kind.value, child.slot, child.pid, wall - (now - child.started),
+                                  self.restarts.get((child.kind, child.slot), 0), state))
+        return rows
+
     def child_main(self, kind: Kind, slot: Slot, ready_w: int, heartbeat: Any) -> int:
         """What a forked child runs (``Processes.spawn``); returns its exit code."""
         code = FAILED
+        numbers.STARTED[0] = time.time()
         try:
             for task in list(self._tasks):
                 task.kill(block=False)

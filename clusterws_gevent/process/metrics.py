@@ -23,9 +23,10 @@ from ..exceptions import HaltServer
 from ..log import Log
 from ..options import MetricsOptions
 from .exits import FAILED
+from .numbers import worker_numbers
 
 __all__ = ["prepare_metrics_directory", "remove_metrics_directory", "install_operations", "forget_process",
-           "export_drops", "worker_drops", "SYNC_INTERVAL", "LAG_INTERVAL"]
+           "export_drops", "SYNC_INTERVAL", "LAG_INTERVAL"]
 
 #: Seconds between two copies of the counters into the exported metrics.
 SYNC_INTERVAL = 1.0
@@ -66,19 +67,6 @@ def forget_process(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
-
-
-def worker_drops(worker: Any) -> Dict[str, int]:
-    """What a worker dropped since it started, by reason: ``slow_consumer`` (a socket's outbox
-    full, ``outbox_overflow="drop"``), ``gap`` (numbered messages that never came from their
-    owner), and its connector's (``broker_link_down``, ``redis_down``, ``invalid``...)."""
-    wss = worker.wss
-    drops = dict(wss.hub.connector.lost())
-    for reason, count in wss.hub.lost.items():
-        drops[reason] = drops.get(reason, 0) + count
-    if wss.stats.dropped:
-        drops["slow_consumer"] = wss.stats.dropped
-    return drops
 
 
 def export_drops(lost: Callable[[], Dict[str, int]]) -> None:
@@ -174,24 +162,18 @@ class _Exporter:
             gevent.sleep(SYNC_INTERVAL - LAG_INTERVAL)
 
     def sync(self) -> None:
-        wss = self.worker.wss
-        stats, hub = wss.stats, wss.hub
-        connector = hub.connector
-        self._add("messages_in", stats.messages_in)
-        self._add("messages_out", stats.messages_out)
-        self._add("deliveries", hub.deliveries)
-        self._add("batches", hub.batches)
-        self._add("slow", stats.slow_consumer_closes)
-        _add_drops(self._dropped, self._dropped_seen, worker_drops(self.worker))
-        for reason, count in list(stats.refused.items()):
+        numbers = worker_numbers(self.worker)
+        for name in ("messages_in", "messages_out", "deliveries", "batches"):
+            self._add(name, numbers[name])
+        self._add("slow", numbers["slow_consumer_closes"])
+        _add_drops(self._dropped, self._dropped_seen, numbers["drops"])
+        for reason, count in numbers["refused"].items():
             self._add("refused", count, reason=reason)
-        # counts kept as they change: a sync never walks the sockets (15,000 of them took turns badly)
-        self.connections.set(len(wss))
-        self.channels.set(len(hub.registry))
-        self.subscriptions.set(hub.registry.memberships)
-        up, links = connector.links_up()
-        self.links_up.labels(worker=str(self.worker.id)).set(up)
-        self.links.labels(worker=str(self.worker.id)).set(links)
+        self.connections.set(numbers["connections"])
+        self.channels.set(numbers["channels"])
+        self.subscriptions.set(numbers["subscriptions"])
+        self.links_up.labels(worker=str(self.worker.id)).set(numbers["links_up"])
+        self.links.labels(worker=str(self.worker.id)).set(numbers["links"])
 
     def _add(self, name: str, total: float, **labels: str) -> None:
         """Counters only go up: add what was counted since the last sync."""

@@ -12,10 +12,12 @@ from gevent.monkey import is_module_patched
 from ..exceptions import HaltServer
 from ..log import Log
 from ..options import Options
+from .dashboard import Aggregator, child_row, prepare_dashboard_directory, remove_dashboard_directory
 from .exits import FAILED, OK
 from .metrics import prepare_metrics_directory, remove_metrics_directory
+from .numbers import STARTED
 from .reloader import restart_command, watch_sources
-from .worker import Worker, raise_open_files_limit
+from .worker import Worker, raise_open_files_limit, server_info
 
 __all__ = ["run_single", "warn_unless_patched", "bind_hint"]
 
@@ -42,20 +44,26 @@ def run_single(options: Options, log: Log) -> int:
     raise_open_files_limit(log)
     stop = Event()
     handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGINT, signal.SIGTERM)]
-    metrics_directory = None
+    metrics_directory = dashboard_directory = None
     try:
         metrics_directory = prepare_metrics_directory(options.metrics_options, log)
+        dashboard_directory = prepare_dashboard_directory(options.admin_options, log)
         worker = Worker(options, log)
         worker.start()
     except HaltServer as exc:
         log.error("cannot start: %s", exc.reason)
         remove_metrics_directory(metrics_directory)
+        remove_dashboard_directory(dashboard_directory)
         return exc.exit_code
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s%s", options.host or "*", options.port, exc.strerror or exc,
                   bind_hint(options.port))
         remove_metrics_directory(metrics_directory)
+        remove_dashboard_directory(dashboard_directory)
         return FAILED
+    if dashboard_directory is not None:
+        table = [child_row("single", 1, os.getpid(), STARTED[0], 0, "serving")]
+        gevent.spawn(Aggregator(dashboard_directory, lambda: table, server_info(options)).run)
     log.info(">>> Worker: %d, PID: %d, on %s (Mode.Single)", worker.id, worker.pid, worker.url)
     restart: List[str] = []
     if options.scale_options.reload:
@@ -73,6 +81,7 @@ def run_single(options: Options, log: Log) -> int:
         for handler in handlers:
             handler.cancel()
         remove_metrics_directory(metrics_directory)
+        remove_dashboard_directory(dashboard_directory)
     if restart:
         os.execv(restart[0], restart)  # its listening socket closed with the rest: the new process binds again
     log.info("stopped")

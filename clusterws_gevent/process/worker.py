@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .. import registry
 from ..exceptions import HaltServer
@@ -15,10 +15,11 @@ from ..options import Options
 from ..pubsub.connector import Connector
 from ..websocket.server import WebSocketServer
 from ..websocket.wsgi import ClusterWSServer
+from .admin import install_admin
 from .exits import APP_LOAD_ERROR, WORKER_BOOT_ERROR
 from .metrics import install_operations
 
-__all__ = ["Worker", "raise_open_files_limit", "current_worker"]
+__all__ = ["Worker", "raise_open_files_limit", "current_worker", "server_info"]
 
 
 _current: Optional[Worker] = None
@@ -55,6 +56,8 @@ class Worker:
         except ImportFailed as exc:
             raise HaltServer(str(exc), APP_LOAD_ERROR) from None
         self.wss = WebSocketServer(options.websocket_options, log, connector, options.channel_options)
+        #: Called once the worker stopped (what the dashboard runs in this process).
+        self.on_stop: List[Callable[[], None]] = []
         if registry.app_support.is_app(self.app):
             registry.app_support.install(self.app)
         if listener is None:
@@ -62,6 +65,7 @@ class Worker:
         self.server = ClusterWSServer(listener, self.app, self.wss, options.websocket_options, log,
                                       ssl_context=options.tls_options, access_log=options.logger_options.access_log)
         install_operations(self, options.metrics_options)
+        install_admin(self, options.admin_options, server_info(options))
 
     @property
     def url(self) -> str:
@@ -102,6 +106,14 @@ class Worker:
             self.log.warning("%d socket(s) did not finish the close handshake within the graceful timeout "
                              "(%.1fs); dropped", left, timeout)
         self.server.stop(timeout=1)
+        for cleanup in self.on_stop:
+            cleanup()
+
+
+def server_info(options: Options) -> Dict[str, Any]:
+    """What the dashboard says of the server: its mode and what joins its workers."""
+    scale = options.scale_options
+    return {"mode": options.mode.name, "scaler": scale.scaler.name if options.mode.name == "Scale" else "none"}
 
 
 def raise_open_files_limit(log: Log) -> None:

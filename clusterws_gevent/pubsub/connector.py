@@ -17,7 +17,7 @@ when it does not come.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import gevent
 
@@ -54,6 +54,10 @@ class Connector:
     def links_up(self) -> Tuple[int, int]:
         """(links up, links) to the other processes; (0, 0) when there are none to have."""
         return 0, 0
+
+    def describe_links(self) -> List[Dict[str, Any]]:
+        """Each link for the dashboard: ``{"name", "up", "error"}`` (its last failure, or "")."""
+        return []
 
     def lost(self) -> Dict[str, int]:
         """Messages dropped since the start, by reason (``broker_link_down``, ``redis_down``...)."""

@@ -138,6 +138,9 @@ class PubSubHub:
         #: Counters for monitoring: frames written to subscribers, and flushes.
         self.deliveries = 0
         self.batches = 0
+        #: Messages delivered here per channel since the dashboard last took them (None: not
+        #: counted, the dashboard is off).
+        self.channel_messages: Optional[Dict[str, int]] = None
         #: Messages lost before they reached this process, by reason ("gap": numbered ones that
         #: never came from their owner).
         self.lost: Dict[str, int] = {}
@@ -374,6 +377,10 @@ class PubSubHub:
         self._queued = 0
         self._pending_bytes = 0
         self.batches += 1
+        counts = self.channel_messages
+        if counts is not None:
+            for channel, messages in pending.items():
+                counts[channel] = counts.get(channel, 0) + len(messages)
         members = self.registry.members
         if len(pending) == 1 and not firsts:
             # The common case: one active channel, one frame for all its subscribers.

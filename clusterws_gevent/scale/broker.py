@@ -37,6 +37,7 @@ from ..protocol import broker_wire as wire
 from ..pubsub.connector import EXPIRE_INTERVAL
 from ..pubsub.history import HistoryStore
 from ..pubsub.presence import PresenceStore
+from .broker_client import describe_link
 
 if TYPE_CHECKING:
     from .hub_link import HubRouter
@@ -324,6 +325,12 @@ class Broker:
         self.dropped += count
         self.log.refusal(f"{self.role} dropped", "%s %s: dropped %d message(s) for %d, whose link is full or "
                          "closing (%d in all)", self.role, self.name, count, target.worker_id, self.dropped)
+
+    def describe_links(self) -> List[Dict[str, Any]]:
+        """Its links to the horizontal hubs, for the dashboard (none without hubs)."""
+        if self.hubs is None:
+            return []
+        return [describe_link(link) for link in self.hubs.links]
 
     def lost(self) -> Dict[str, int]:
         """Messages dropped since the start, by reason (``clusterws_dropped_messages_total``):

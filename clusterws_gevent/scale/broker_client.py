@@ -56,6 +56,8 @@ class BrokerLink:
         self.log = log
         self._on_publish = on_publish
         self._on_workers = on_workers
+        #: Why the link last failed ("" while it never did), for the dashboard.
+        self.last_error = ""
         #: Channels routed through this broker, and whether the broker confirmed each.
         self.interests: Dict[str, Event] = {}
         self._acks: Dict[int, List[str]] = {}
@@ -103,17 +105,20 @@ class BrokerLink:
                 backoff.reset()
                 self._read()
             except BrokerAuthError as exc:
+                self.last_error = str(exc)
                 # once per cause: a misconfigured peer would otherwise log at every retry
                 level = self.log.error if str(exc) != self._refusal else self.log.debug
                 self._refusal = str(exc)
                 level("%s link %s: %s; refused, retrying in %.2fs", self.peer, self.name, exc, delay)
             except (OSError, ProtocolError, gevent.Timeout) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 if self.connected.is_set():
                     self.log.warning("%s link %s lost (%s); reconnecting", self.peer, self.name, exc)
                 else:
                     self.log.debug("%s link %s: cannot connect (%s); retrying in %.2fs", self.peer, self.name, exc,
                                    delay)
-            except Exception:  # a bug must not end the link for good: pub/sub through it would be dead
+            except Exception as exc:  # a bug must not end the link for good: pub/sub through it would be dead
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 self.log.exception("%s link %s failed; reconnecting in %.2fs", self.peer, self.name, delay)
             finally:
                 self._close()
@@ -362,6 +367,11 @@ class BrokerLink:
         return self._outbox.write(wire.encode_workers(message))
 
 
+def describe_link(link: BrokerLink) -> Dict[str, Any]:
+    """A link to a broker or a hub, for the dashboard: its peer, up or down, its last failure."""
+    return {"name": f"{link.peer} {link.name}", "up": link.connected.is_set(), "error": link.last_error}
+
+
 class BrokerConnector(Connector):
     """Connects a worker to every broker; channels are sharded over them by name.
 
@@ -386,6 +396,9 @@ class BrokerConnector(Connector):
 
     def links_up(self) -> Tuple[int, int]:
         return sum(link.connected.is_set() for link in self.links), len(self.links)
+
+    def describe_links(self) -> List[Dict[str, Any]]:
+        return [describe_link(link) for link in self.links]
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until every link is up; False if some are not after ``timeout`` seconds."""

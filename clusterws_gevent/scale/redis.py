@@ -138,6 +138,8 @@ class RedisConnector(Connector):
         self.invalid = 0
         self.reconnects = 0
         self.probe_failures = 0
+        #: Why a connection last failed ("" while none did), for the dashboard.
+        self.last_error = ""
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -150,6 +152,13 @@ class RedisConnector(Connector):
 
     def links_up(self) -> Tuple[int, int]:
         return int(self.writer_up.is_set()) + int(self.reader_up.is_set()), 2
+
+    def describe_links(self) -> List[Dict[str, Any]]:
+        where = self.routes.describe().get("subscribed_on")
+        subscriber = f"redis {self.name} subscriber" + (f" on {', '.join(where)}" if where else "")
+        return [{"name": f"redis {self.name} publisher (master)", "up": self.writer_up.is_set(),
+                 "error": self.last_error},
+                {"name": subscriber, "up": self.reader_up.is_set(), "error": self.last_error}]
 
     def lost(self) -> Dict[str, int]:
         lost = {}
@@ -184,6 +193,7 @@ class RedisConnector(Connector):
     def _rebuild(self, why: str) -> None:
         """Ask both owners to close their connection and open a new one."""
         self.log.warning("redis %s: %s; reconnecting", self.name, why)
+        self.last_error = why
         self._rebuilds += 1
         self._wake()
         self._out.put(None)
@@ -532,6 +542,7 @@ class RedisConnector(Connector):
     def _node_failed(self, failed: SendFailed) -> None:
         """Log (rate-limited) that a cluster node could not be written to."""
         now = time.monotonic()
+        self.last_error = f"a node is unreachable: {type(failed.cause).__name__}: {failed.cause}"
         if now - self._node_failure_logged >= INVALID_LOG_INTERVAL:
             self._node_failure_logged = now
             self.log.warning("redis %s: a node is unreachable (%s: %s); its shard's publishes are dropped until it "
@@ -618,6 +629,7 @@ class RedisConnector(Connector):
         if self._stopped:
             return
         self.reconnects += 1
+        self.last_error = f"{what} connection: {type(exc).__name__}: {exc}"
         level = self.log.warning if was_up or backoff.first else self.log.debug
         level("redis %s: %s connection %s (%s: %s); reconnecting in %.2fs at most", self.name, what,
               "lost" if was_up else "failed", type(exc).__name__, exc, backoff.delay)

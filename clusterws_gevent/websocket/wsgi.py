@@ -200,7 +200,7 @@ class ClusterWSHandler(HandlerAdapter):
         self._deadline.close()
         if is_upgrade_request(self.environ):
             self._serve_websocket()
-        elif self._serve_client_asset() or self._serve_operations():
+        elif self._serve_client_asset() or self._serve_operations() or self._serve_admin():
             pass
         elif self.application is None:
             self._respond(426, "this server speaks WebSocket only", [("Upgrade", "websocket")])
@@ -220,6 +220,24 @@ class ClusterWSHandler(HandlerAdapter):
         code, content_type, body = endpoint()
         self._write_response(code, HTTPStatus(code).phrase, [("Content-Type", content_type),
                                                              ("Cache-Control", "no-store")], body)
+        return True
+
+    def _serve_admin(self) -> bool:
+        """Answer a request under the dashboard's path (``admin_options``); False if it is not one.
+        With a Flask app, the request goes through the app first, as an upgrade does: its
+        middleware and ``before_request`` hooks (a login) run, and the last hook answers."""
+        admin = self.server.admin
+        if admin is None or not admin.handles(self.environ.get("PATH_INFO", "")):
+            return False
+        if self.server.through_app:
+            self.environ[registry.app_support.upgrade_environ_key] = lambda: admin.app_response(self.environ)
+            super().run_application()
+            return True
+        status, headers, body = admin.respond(self.environ)
+        if self.environ.get("REQUEST_METHOD") == "HEAD":
+            self._write_response(status, HTTPStatus(status).phrase, headers, b"", len(body))
+        else:
+            self._write_response(status, HTTPStatus(status).phrase, headers, body)
         return True
 
     def _serve_client_asset(self) -> bool:
@@ -426,6 +444,8 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self.client_assets = ClientAssets(ws_options.client_path) if ws_options.client_path else None
         #: Operations endpoints by path (``/healthz``, ``/metrics``): each gives (status, content type, body).
         self.operations: Dict[str, Callable[[], Tuple[int, str, bytes]]] = {}
+        #: The dashboard (``process/admin.py``), when on: ``handles(path)``, ``respond(environ)``.
+        self.admin: Any = None
         #: Upgrade requests go through the app first (Flask: its middleware and before_request hooks).
         self.through_app = registry.app_support.is_app(application)
         #: What every WebSocket of this server shares: how it is served (chosen here, once,

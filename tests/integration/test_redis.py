@@ -1,6 +1,8 @@
 """Scaler.Redis (issue 9): several servers joined through a real redis-server the tests start."""
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -378,3 +380,38 @@ def test_scaler_redis_with_broker_options_is_an_error():
     with pytest.raises(OptionError, match="scale_options.scaler"):
         ClusterWS(worker=lambda w: None, scale_options={"scaler": Scaler.Redis, "redis": "redis://x/0",
                                                          "default": {"brokers": 2}})
+
+
+def test_the_dashboard_shows_the_redis_links_and_the_numbers_metrics_shows(redis_servers, redis):
+    pytest.importorskip("prometheus_client")
+    token = "a-dashboard-token-for-the-tests"
+    (server,) = redis_servers(1, 2, "", "--admin", "--admin-token", token, "--metrics")
+    clients = list(on_each_worker(server).values())
+
+    def data():
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("GET", "/clusterws/admin/data", headers={"Authorization": f"Bearer {token}"})
+        body = json.loads(connection.getresponse().read())
+        connection.close()
+        return body
+
+    try:
+        for client in clients:
+            assert subscribe(client, "news") == ["s", "s", {"news": True}]
+        view = wait_until(lambda: (lambda v: v if v.get("totals", {}).get("subscriptions") == 2 else None)(data()),
+                          10, interval=0.2, message="the dashboard counts both workers' subscribers")
+        assert view["server"] == {"mode": "Scale", "scaler": "Redis"}
+        assert view["channels"]["by_subscribers"] == [["news", 2]]
+        links = view["links"]
+        assert len(links) == 4 and all(link["up"] for link in links), links
+        assert {link["process"] for link in links} == {"worker 1", "worker 2"}
+        assert any(link["name"] == f"redis {redis.url} publisher (master)" for link in links), links
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("GET", "/metrics")
+        metrics = connection.getresponse().read().decode()
+        connection.close()
+        assert "clusterws_connections 2.0" in metrics and "clusterws_subscriptions 2.0" in metrics
+        assert view["totals"]["connections"] == 2
+    finally:
+        for client in clients:
+            client.close()
