@@ -32,7 +32,8 @@ from .numbers import process_numbers
 from .reloader import watch_sources
 from .worker import Worker
 
-__all__ = ["ChildContext", "run_worker_process", "run_broker_process", "run_hub_process", "LINK_TIMEOUT"]
+__all__ = ["ChildContext", "run_worker_process", "run_broker_process", "run_hub_process", "make_connector",
+           "LINK_TIMEOUT"]
 
 #: Seconds a new worker waits for its broker links before it counts as ready anyway.
 LINK_TIMEOUT = 5.0
@@ -109,7 +110,7 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     """A worker: its servers, joined to every broker. Returns the exit code."""
     log = context.log
     scale = options.scale_options
-    connector = make_connector(options, context, worker_id, broker_addresses)
+    connector = make_connector(options, context.key, context.log, worker_id, broker_addresses)
     try:
         if listener is None:  # balance="reuseport": a listening socket of our own
             listener = listen_tcp(options.host or "", int(options.port or 0), reuseport=True)
@@ -139,18 +140,19 @@ def run_worker_process(context: ChildContext, options: Options, worker_id: int, 
     return OK
 
 
-def make_connector(options: Options, context: ChildContext, worker_id: int,
+def make_connector(options: Options, key: bytes, log: Log, worker_id: int,
                    broker_addresses: List[Address]) -> Connector:
-    """What joins this worker to the others: Redis (Scaler.Redis) or the brokers."""
+    """What joins this worker to the others: Redis (Scaler.Redis) or the brokers (at
+    ``broker_addresses``, proving ``key``)."""
     scale = options.scale_options
     if scale.scaler is Scaler.Redis:
         from ..scale.redis import RedisConnector  # imports redis: only where it is used
         from ..scale.redis_client import default_prefix
 
         assert scale.redis is not None  # the options require it with Scaler.Redis
-        return RedisConnector(scale.redis, scale.redis_prefix or default_prefix(scale.redis), worker_id, context.log,
+        return RedisConnector(scale.redis, scale.redis_prefix or default_prefix(scale.redis), worker_id, log,
                               options.channel_options)
-    return BrokerConnector(broker_addresses, context.key, worker_id, context.log)
+    return BrokerConnector(broker_addresses, key, worker_id, log)
 
 
 def balance_connections(worker: Worker, table: LoadTable) -> AcceptGate:

@@ -37,7 +37,7 @@ import ssl
 import tempfile
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import gevent
 from gevent.monkey import is_module_patched
@@ -89,9 +89,16 @@ class Master:
         options: validated options (``mode`` is ``Mode.Scale``).
         log: where to log.
         processes: what it does to processes and the clock (a test's fake).
+        services_only: run the brokers (and the hub) alone, for workers another process
+            manager runs (gunicorn's, ``clusterws_gevent/gunicorn.py``): no listening socket,
+            no worker, SIGTERM only (a Ctrl-C reaches the whole process group: the brokers
+            stay until the other manager's workers are gone and it sends SIGTERM).
+        key: the cluster key (default: a new one, which only our children know).
+        parent_pid: stop when this process (gunicorn's arbiter) is no longer our parent.
     """
 
-    def __init__(self, options: Options, log: Log, processes: Optional[Processes] = None) -> None:
+    def __init__(self, options: Options, log: Log, processes: Optional[Processes] = None,
+                 services_only: bool = False, key: Optional[bytes] = None, parent_pid: Optional[int] = None) -> None:
         self.options = options
         self.log = log
         self.processes = processes or Processes()
@@ -99,7 +106,11 @@ class Master:
         self.restart_on_fail = scale.restart_on_fail
         self.worker_timeout = scale.worker_timeout
         self.graceful_timeout = scale.graceful_timeout
-        self.key = secrets.token_bytes(32)  # the cluster key: only our children know it
+        self.key = key or secrets.token_bytes(32)  # the cluster key: only our children know it
+        self.services_only = services_only
+        self.parent_pid = parent_pid
+        #: Called once every process is ready (the start-up is over).
+        self.on_serving: Optional[Callable[[], None]] = None
         self.events: Queue[Event] = Queue()
         self.children: Dict[int, Child] = {}
         self.listener: Any = None
@@ -111,7 +122,7 @@ class Master:
         self.hub_port = master_options.port if master_options is not None else None
         self.server_id = os.urandom(8)  # this server, for the hubs (never an option, as the seed)
         # -- the desired state (changed by the handlers only)
-        self.worker_count = scale.workers
+        self.worker_count = 0 if services_only else scale.workers
         self.generation = 0  # SIGHUPs so far: workers of an older generation are due for replacement
         self.stopping = False
         self.exit_code = OK
@@ -139,7 +150,7 @@ class Master:
         """Start everything, then handle events until stopped; returns the exit code."""
         self._install_signals()
         try:
-            self.listener = self._bind()
+            self.listener = None if self.services_only else self._bind()
             self._metrics_directory = prepare_metrics_directory(self.options.metrics_options, self.log)
             self._dashboard_directory = prepare_dashboard_directory(self.options.admin_options, self.log)
             if self._dashboard_directory is not None:
@@ -182,8 +193,11 @@ class Master:
 
     def _install_signals(self) -> None:
         """Each handler only queues the signal (gevent runs it in a greenlet, never inside the signal)."""
+        signals = {signal.SIGTERM: "TERM"} if self.services_only else _SIGNALS
+        if self.services_only:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._signal_handlers = [gevent.signal_handler(sig, self.events.put, SignalReceived(name))
-                                 for sig, name in _SIGNALS.items()]
+                                 for sig, name in signals.items()]
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -305,6 +319,9 @@ class Master:
         now = self.processes.clock()
         self._kill_overdue(now)
         self._check_heartbeats()
+        if self.parent_pid is not None and not self.stopping and os.getppid() != self.parent_pid:
+            self.log.warning("the process that started us (PID %d) is gone; stopping", self.parent_pid)
+            self.stopping = True
         if self.stopping:
             return self._reconcile_stop()
         self._reconcile_services(now)
@@ -313,7 +330,7 @@ class Master:
             self._advance_reload(now)
         if not self._serving:
             self._check_start_up(now)
-        elif not any(self._alive(WORKER)) and all(
+        elif self.worker_count and not any(self._alive(WORKER)) and all(
                 (WORKER, slot) in self._given_up for slot in range(1, self.worker_count + 1)):
             raise HaltServer("no worker left", FAILED)
         return False
@@ -395,6 +412,8 @@ class Master:
         if self._services_ready() and self._complete(WORKER) and all(c.ready for c in self.children.values()):
             self._serving = True
             self._log_ready()
+            if self.on_serving is not None:
+                self.on_serving()
         elif now - self._started_at > READY_TIMEOUT + 1:
             raise HaltServer(f"not every process was ready within {READY_TIMEOUT:.0f}s", FAILED)
 
@@ -544,8 +563,11 @@ class Master:
         """One line per process, as the seed prints them."""
         joined = (f"Redis {describe_redis(self.options.scale_options.redis or '')}"
                   if self.options.scale_options.scaler is Scaler.Redis else f"{len(self.broker_addresses)} broker(s)")
-        self.log.info(">>> Master on: %d, PID: %d (Mode.Scale, %d worker(s), %s)", self.options.port, os.getpid(),
-                      self.worker_count, joined)
+        if self.services_only:
+            self.log.info(">>> Brokers' master, PID: %d (%s, for gunicorn's workers)", os.getpid(), joined)
+        else:
+            self.log.info(">>> Master on: %d, PID: %d (Mode.Scale, %d worker(s), %s)", self.options.port, os.getpid(),
+                          self.worker_count, joined)
         for kind in (HUB, BROKER, WORKER):
             for child in sorted(self._alive(kind), key=lambda c: str(c.slot).zfill(12)):
                 self._log_line(child)

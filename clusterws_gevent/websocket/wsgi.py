@@ -143,6 +143,8 @@ class ClusterWSHandler(HandlerAdapter):
                                         "handshake_timeout (%gs)", self._peer(),
                                         self.server.ws_options.handshake_timeout)
             raise
+        if line:
+            self.server.requests_served += 1
         if line and not self._in_request:
             # from here until the response (or the 101) a stop waits for this request
             self._in_request = True
@@ -210,7 +212,7 @@ class ClusterWSHandler(HandlerAdapter):
     def log_request(self) -> None:
         """One access log line (the common log format, pywsgi's), at info level, when asked."""
         if self.server.access_log:
-            self.server.log.info("%s", self.format_request())
+            (self.server.access_logger or self.server.log).info("%s", self.format_request())
 
     def _serve_operations(self) -> bool:
         """Answer ``/healthz`` and ``/metrics`` (``metrics_options``); False if it is neither."""
@@ -453,8 +455,12 @@ class ClusterWSServer(pywsgi.WSGIServer):  # type: ignore[misc]
         self.lot = Lot(self.engine.serve_mode, wss.runners, self.connection_closed)
         #: Write an access log line per request (``log_request``)...
         self.access_log = access_log
-        #: ... to our logger, as everything else (pywsgi would write to its own ``log``).
+        #: ... to our logger, as everything else (pywsgi would write to its own ``log``)...
         self.log: Log = log
+        #: ... or to this one (gunicorn's access log).
+        self.access_logger: Optional[Log] = None
+        #: Requests begun since the start (WebSocket upgrades included): gunicorn's max_requests.
+        self.requests_served = 0
         self._ssl_context = ssl_context
         if ssl_context is not None:
             self.environ["wsgi.url_scheme"] = "https"
