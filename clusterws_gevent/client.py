@@ -32,6 +32,7 @@ from gevent import socket as gsocket
 from gevent.event import Event
 from gevent.lock import Semaphore
 from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Opcode
 from websockets.http11 import Response
 from websockets.protocol import CLOSED, CLOSING, OPEN
@@ -220,7 +221,7 @@ class Client(_Emitter):
                  reconnect_min_interval: float = 0.5, reconnect_max_interval: float = 2.0,
                  auto_resubscribe: bool = True, headers: Optional[Dict[str, str]] = None,
                  ssl_context: Optional[ssl_module.SSLContext] = None, connect: bool = True,
-                 timeout: float = 10.0, max_message_size: Optional[int] = 64 << 20) -> None:
+                 timeout: float = 10.0, max_message_size: Optional[int] = 64 << 20, compression: bool = False) -> None:
         super().__init__()
         self.url = url
         self.auto_reconnect = auto_reconnect
@@ -232,6 +233,10 @@ class Client(_Emitter):
         self.ssl_context = ssl_context
         self.timeout = timeout
         self.max_message_size = max_message_size
+        #: Offer permessage-deflate (the server uses it when its ``websocket_options.compression`` is on).
+        self.compression = compression
+        #: What the server agreed (its ``Sec-WebSocket-Extensions``), or None: uncompressed.
+        self.extensions: Optional[str] = None
         #: The server's configuration message (``{"autoPing": ..., "pingInterval": ...}``), once received.
         self.config: Optional[Dict[str, Any]] = None
         self._channels: Dict[str, Channel] = {}
@@ -274,7 +279,9 @@ class Client(_Emitter):
                 sock = SSLSocket(sock=sock, server_hostname=uri.host, _context=context)
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.url}: {exc}") from exc
-        proto = ClientProtocol(uri, max_size=self.max_message_size)
+        extensions = [ClientPerMessageDeflateFactory(server_no_context_takeover=True,
+                                                     client_no_context_takeover=True)] if self.compression else None
+        proto = ClientProtocol(uri, max_size=self.max_message_size, extensions=extensions)
         request = proto.connect()
         for name, value in self.headers.items():
             request.headers[name] = value
@@ -291,6 +298,7 @@ class Client(_Emitter):
             raise ConnectError(f"{self.url} refused the connection: {proto.handshake_exc}",
                                response.status_code if response is not None else None)
         sock.settimeout(None)
+        self.extensions = response.headers.get("Sec-WebSocket-Extensions") if response is not None else None
         self._proto, self._sock = proto, sock
         self._last_ping = time.monotonic()
         self._reader = gevent.spawn(self._read_loop, proto, sock)

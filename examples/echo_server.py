@@ -4,7 +4,7 @@ conformance suite and the 1 MiB echo benchmark.
 Echoes text as text and binary as binary, and sends nothing else (no
 configuration message, no app-level pings). Messages up to 64 MiB (Autobahn 9.*).
 
-    python examples/echo_server.py --port 9001 [--engine gevent-websocket]
+    python examples/echo_server.py --port 9001 [--engine gevent-websocket] [--compression]
 """
 from gevent import monkey
 
@@ -26,10 +26,12 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--engine", default="builtin")
+    parser.add_argument("--compression", action="store_true", help="negotiate permessage-deflate")
     args = parser.parse_args()
     ClusterWS(worker=worker, host=args.host, port=args.port, mode=Mode.Single,
               websocket_options={"engine": args.engine, "auto_ping": False, "send_configuration_message": False,
-                                 "max_message_size": 64 << 20, "max_outbox_size": 64 << 20}).run()
+                                 "max_message_size": 64 << 20, "max_outbox_size": 64 << 20,
+                                 "compression": args.compression}).run()
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ class WSClient:
         """(opcode, payload, fin) of the next frame; asserts server frames are unmasked."""
         first, second = self._read_exact(2)
         assert not second & 0x80, "a server frame must not be masked"
+        self.last_rsv1 = bool(first & 0x40)  # a compressed message (permessage-deflate)
         size = second & 0x7F
         if size == 126:
             size = struct.unpack("!H", self._read_exact(2))[0]

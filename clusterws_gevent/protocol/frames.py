@@ -33,9 +33,10 @@ _CLOSE_CODE = struct.Struct("!H").pack
 
 
 
-def frame_header(opcode: int, length: int) -> bytes:
-    """The header of a final, unmasked frame of ``length`` payload bytes."""
-    first = 0x80 | opcode
+def frame_header(opcode: int, length: int, rsv1: bool = False) -> bytes:
+    """The header of a final, unmasked frame of ``length`` payload bytes (``rsv1``: a
+    compressed message, RFC 7692)."""
+    first = 0x80 | opcode | (0x40 if rsv1 else 0)
     if length < 126:
         return bytes((first, length))
     if length < 0x10000:

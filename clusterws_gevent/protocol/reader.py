@@ -41,13 +41,17 @@ class ClientFrameReader:
             (:class:`MessageTooBig`) as soon as its header announces it.
     """
 
-    __slots__ = ("max_message_size", "passthrough", "_rest", "_left", "_mask", "_offset", "_fin",
-                 "_opcode", "_in_message", "_started", "_message_size")
+    __slots__ = ("max_message_size", "passthrough", "deflate", "compressed", "_rest", "_left", "_mask", "_offset",
+                 "_fin", "_opcode", "_in_message", "_started", "_message_size")
 
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
         #: Everything from now on goes to the core (after a close, an error or a frame not read here).
         self.passthrough = False
+        #: permessage-deflate was negotiated: the first frame of a message may set RSV1.
+        self.deflate = False
+        #: The current message's first frame set RSV1: its chunks are compressed (RFC 7692).
+        self.compressed = False
         self._rest = b""  # an incomplete header or control frame, waiting for more bytes
         self._left = 0  # payload bytes of the current data frame still to come
         self._mask = b""
@@ -78,6 +82,7 @@ class ClientFrameReader:
         if 6 < size < 132 and not (self._rest or self._left or self._in_message):
             first = data[0]
             if (first == 0x81 or first == 0x82) and data[1] == 0x7A + size and size - 6 <= self.max_message_size:
+                self.compressed = False
                 return [(first & 0x0F, apply_mask(data[6:], data[2:6]), True)]
         if self._rest:
             data = self._rest + data
@@ -100,7 +105,11 @@ class ClientFrameReader:
             first, second = data[pos], data[pos + 1]
             opcode = first & 0x0F
             length = second & 0x7F
-            if first & 0x70 or not second & 0x80 or (opcode > 2 and opcode not in (8, 9, 10)) or (
+            reserved = first & 0x70
+            if reserved and not (reserved == 0x40 and self.deflate and 0 < opcode < 3):
+                # (RSV1 starts a compressed message, when negotiated; on a continuation frame it is an error)
+                reserved = -1
+            if reserved < 0 or not second & 0x80 or (opcode > 2 and opcode not in (8, 9, 10)) or (
                     opcode >= 8 and (length > 125 or not first & 0x80)):
                 # Reserved bits or opcode, no mask, a bad control frame: the core fails it.
                 self.passthrough = True
@@ -126,7 +135,8 @@ class ClientFrameReader:
                 events.append((CORE, data[pos:end], False))
                 pos = end
                 continue
-            error = self._begin_frame(opcode, length, bool(first & 0x80), data[pos + header - 4 : pos + header])
+            error = self._begin_frame(opcode, length, bool(first & 0x80), data[pos + header - 4 : pos + header],
+                                      reserved == 0x40)
             if error is not None:
                 self.passthrough = True
                 events.append((ERROR, error, False))
@@ -136,7 +146,7 @@ class ClientFrameReader:
                 self._emit(events, b"")
         return events
 
-    def _begin_frame(self, opcode: int, length: int, fin: bool, mask: bytes) -> Any:
+    def _begin_frame(self, opcode: int, length: int, fin: bool, mask: bytes, compressed: bool) -> Any:
         if opcode == OP_CONT:
             if not self._in_message:
                 return ProtocolError("unexpected continuation frame")
@@ -145,6 +155,7 @@ class ClientFrameReader:
             if self._in_message:
                 return ProtocolError("expected a continuation frame")
             self._opcode = opcode
+            self.compressed = compressed
             self._in_message = True
             self._started = False
             self._message_size = length

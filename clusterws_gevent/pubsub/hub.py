@@ -33,6 +33,7 @@ from ..listeners import call_user_code
 from ..log import Log
 from ..options import ChannelOptions
 from ..protocol import json_codec
+from ..protocol.deflate import deflate_frame
 from ..protocol.frames import OP_TEXT, encode_frame
 from ..protocol.messages import (
     encode_channel_entry,
@@ -87,6 +88,10 @@ class Subscriber(Protocol):
     def take_channels(self) -> List[str]:
         """Forget every subscription and return them."""
 
+    @property
+    def deflate(self) -> Any:
+        """What permessage-deflate agreed for it, or None (``protocol/deflate.py``)."""
+
     def send_frame(self, frame: bytes) -> bool:
         """Write an already encoded frame (never blocks); False if it was not accepted."""
 
@@ -138,6 +143,9 @@ class PubSubHub:
         #: Counters for monitoring: frames written to subscribers, and flushes.
         self.deliveries = 0
         self.batches = 0
+        #: Some subscribers may have agreed permessage-deflate (``websocket_options.compression``):
+        #: a batch is then compressed once for all of them.
+        self.deflating = False
         #: Messages delivered here per channel since the dashboard last took them (None: not
         #: counted, the dashboard is off).
         self.channel_messages: Optional[Dict[str, int]] = None
@@ -385,9 +393,13 @@ class PubSubHub:
         if len(pending) == 1 and not firsts:
             # The common case: one active channel, one frame for all its subscribers.
             ((channel, messages),) = pending.items()
-            frame = encode_frame(OP_TEXT, encode_publish_frame([encode_channel_entry(channel, messages)]))
+            payload = encode_publish_frame([encode_channel_entry(channel, messages)])
+            frame = encode_frame(OP_TEXT, payload)
             subscribers = tuple(members(channel))
             self.deliveries += len(subscribers)
+            if self.deflating:
+                self._send_deflating(subscribers, payload, frame)
+                return
             for subscriber in subscribers:
                 subscriber.send_frame(frame)
             return
@@ -414,15 +426,38 @@ class PubSubHub:
         self._send_frames(plain, encode_publish_frame)
         self._send_frames(positioned, encode_positioned_frame)
 
-    @staticmethod
-    def _send_frames(per_subscriber: Dict[Any, List[bytes]], encode: Callable[[List[bytes]], bytes]) -> None:
+    def _send_frames(self, per_subscriber: Dict[Any, List[bytes]], encode: Callable[[List[bytes]], bytes]) -> None:
         frames: Dict[Tuple[int, ...], bytes] = {}
+        payloads: Dict[Tuple[int, ...], bytes] = {}
+        deflated: Dict[Tuple[Tuple[int, ...], Any], bytes] = {}
         for subscriber, entries in per_subscriber.items():
             key = tuple(map(id, entries))  # the entries live until the end of this flush
             shared = frames.get(key)
             if shared is None:
-                shared = frames[key] = encode_frame(OP_TEXT, encode(entries))
+                payload = payloads[key] = encode(entries)
+                shared = frames[key] = encode_frame(OP_TEXT, payload)
+            params = subscriber.deflate if self.deflating else None
+            if params is not None and len(payloads[key]) >= params.threshold:
+                compressed = deflated.get((key, params))
+                if compressed is None:
+                    compressed = deflated[(key, params)] = deflate_frame(OP_TEXT, payloads[key], params)
+                shared = compressed
             subscriber.send_frame(shared)
+
+    @staticmethod
+    def _send_deflating(subscribers: Sequence[Any], payload: bytes, frame: bytes) -> None:
+        """One batch to subscribers some of which agreed permessage-deflate: compressed once per
+        set of parameters (in practice once), the same bytes for each of them."""
+        deflated: Dict[Any, bytes] = {}
+        for subscriber in subscribers:
+            params = subscriber.deflate
+            if params is None or len(payload) < params.threshold:
+                subscriber.send_frame(frame)
+                continue
+            compressed = deflated.get(params)
+            if compressed is None:
+                compressed = deflated[params] = deflate_frame(OP_TEXT, payload, params)
+            subscriber.send_frame(compressed)
 
     def _call(self, hook: Optional[Callable[[Any], None]], arg: Any, name: str) -> None:
         if hook is not None:

@@ -36,6 +36,7 @@ from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..net.sockets import unsent_bytes
 from ..options import WebSocketOptions
 from ..protocol.closing import as_protocol_error, close_for
+from ..protocol.deflate import DeflateParams, Inflater
 from ..protocol.mask import apply_mask
 from ..protocol.reader import BINARY, CONT, CORE, ERROR, TEXT, ClientFrameReader
 from .connection import ABORTED, CLOSING, DONE, MORE, OPEN, SLOW_CONSUMER, WAIT, Connection, ConnectionSink, ServeMode
@@ -76,8 +77,9 @@ class BuiltinConnection(Connection):
     """A connection of the ``builtin`` engine."""
 
     serve_mode = ServeMode.PARKED
+    supports_deflate = True
 
-    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary", "_held", "_pings")
+    __slots__ = ("_proto", "_reader", "_parts", "_decoder", "_binary", "_held", "_pings", "_inflater")
 
     def __init__(self, id: str, sock: Any, options: WebSocketOptions, log: Log, initial: bytes = b"") -> None:
         super().__init__(id, sock, options, log, initial)
@@ -90,6 +92,11 @@ class BuiltinConnection(Connection):
         self._binary = False
         self._held = 0  # bytes of the message being assembled, reserved in ``memory``
         self._pings = 0  # pings answered
+        self._inflater: Optional[Inflater] = None  # of the compressed message being read
+
+    def enable_deflate(self, params: DeflateParams) -> None:
+        super().enable_deflate(params)
+        self._reader.deflate = True
 
     def _core(self) -> ServerProtocol:
         """The websockets core, made on first use."""
@@ -132,8 +139,13 @@ class BuiltinConnection(Connection):
     def _handle(self, data: bytes, sink: ConnectionSink, budget: ReadBudget) -> bool:
         """Handle the frames of ``data``; False once nothing more is to be read."""
         budget.spend(len(data))
-        for kind, payload, done in self._reader.feed(data):
-            if kind == TEXT:
+        reader = self._reader
+        for kind, payload, done in reader.feed(data):
+            if reader.compressed and kind in (TEXT, BINARY):  # its first frame set RSV1: deflated
+                if not self._begin(kind == BINARY, b"", sink, Inflater(self.options.max_message_size)) or (
+                        not self._inflate(payload, done, sink, budget)):
+                    break
+            elif kind == TEXT:
                 if done:
                     try:
                         text = payload.decode("utf-8")
@@ -151,7 +163,8 @@ class BuiltinConnection(Connection):
                 elif not self._begin(True, payload, sink):
                     break
             elif kind == CONT:
-                if not self._add(payload, done, sink):
+                if not (self._add(payload, done, sink) if self._inflater is None else
+                        self._inflate(payload, done, sink, budget)):
                     break
             elif kind == CORE:
                 # one whole valid control frame, unless the reader gave up (passthrough: the core fails it)
@@ -188,12 +201,25 @@ class BuiltinConnection(Connection):
 
     # -- messages ---------------------------------------------------------------------------------
 
-    def _begin(self, binary: bool, chunk: bytes, sink: ConnectionSink) -> bool:
-        """The first chunk of a message that continues in later chunks."""
+    def _begin(self, binary: bool, chunk: bytes, sink: ConnectionSink, inflater: Optional[Inflater] = None) -> bool:
+        """The first chunk of a message that continues in later chunks (or is compressed)."""
         self._binary = binary
         self._parts = bytearray()
         self._decoder = None if binary else _utf8_decoder()
+        self._inflater = inflater
         return self._add(chunk, False, sink)
+
+    def _inflate(self, chunk: bytes, done: bool, sink: ConnectionSink, budget: ReadBudget) -> bool:
+        """A chunk of a compressed message: inflated within max_message_size (a small frame that
+        would inflate to gigabytes fails at the limit), its inflated bytes spent from the budget."""
+        assert self._inflater is not None
+        try:
+            inflated = self._inflater.feed(chunk, done)
+        except ProtocolError as error:
+            self._fail(error, sink)
+            return False
+        budget.spend(len(inflated))
+        return self._add(inflated, done, sink)
 
     def _add(self, chunk: bytes, done: bool, sink: ConnectionSink) -> bool:
         # One growing buffer, whatever the number of fragments: an unfinished message
@@ -240,7 +266,7 @@ class BuiltinConnection(Connection):
 
     def _drop_message(self) -> None:
         """Forget the message being assembled (complete, failed or cut short): give its bytes back."""
-        self._parts = self._decoder = None
+        self._parts = self._decoder = self._inflater = None
         if self._held:
             assert self.memory is not None
             self.memory.give(self._held)

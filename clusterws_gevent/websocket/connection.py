@@ -49,6 +49,7 @@ from ..net.fairness import ReadBudget
 from ..net.memory import MessageMemory
 from ..net.outbox import Outbox
 from ..options import WebSocketOptions
+from ..protocol.deflate import DeflateParams, deflate_frame
 from ..protocol.frames import OP_BINARY, OP_TEXT, encode_close, frame_header
 
 __all__ = ["Connection", "ConnectionSink", "State", "ServeMode", "OPEN", "CLOSING", "ABORTED", "CLOSED", "WAIT",
@@ -130,7 +131,10 @@ class Connection:
     """
 
     __slots__ = ("id", "sock", "outbox", "state", "log", "options", "sink", "scope", "watcher", "memory",
-                 "_initial", "_local_close", "_abort_reason", "_close_timer", "_dropped")
+                 "deflate", "_initial", "_local_close", "_abort_reason", "_close_timer", "_dropped")
+
+    #: The engine reads compressed messages: permessage-deflate may be negotiated.
+    supports_deflate = False
 
     #: Bytes asked of each ``recv``.
     recv_size = 65536
@@ -153,6 +157,8 @@ class Connection:
         self.watcher: Any = None
         #: The worker's budget for incoming messages (``net/memory.py``), or None: unbounded.
         self.memory: Optional[MessageMemory] = None
+        #: What permessage-deflate agreed (``enable_deflate``), or None: sent and read uncompressed.
+        self.deflate: Optional[DeflateParams] = None
         self._initial = initial
         self._local_close: Optional[Tuple[int, str]] = None
         self._abort_reason = ""
@@ -178,11 +184,18 @@ class Connection:
 
     # -- writing --------------------------------------------------------------------------------
 
+    def enable_deflate(self, params: DeflateParams) -> None:
+        """permessage-deflate was agreed in the handshake: read and send compressed messages."""
+        self.deflate = params
+
     def send_text(self, payload: bytes) -> bool:
         """Send a text message (``payload`` is UTF-8). False when the socket is not open."""
         if self.state is not OPEN:
             return False
         size = len(payload)
+        deflate = self.deflate
+        if deflate is not None and size >= deflate.threshold:
+            return self.outbox.write(deflate_frame(OP_TEXT, payload, deflate))
         if size < 126:  # frame_header's common case, inline: every reply and event comes here
             return self.outbox.write(bytes((0x81, size)) + payload)
         return self.outbox.write(frame_header(OP_TEXT, size) + payload)
@@ -191,6 +204,9 @@ class Connection:
         """Send a binary message. False when the socket is not open."""
         if self.state is not OPEN:
             return False
+        deflate = self.deflate
+        if deflate is not None and len(payload) >= deflate.threshold:
+            return self.outbox.write(deflate_frame(OP_BINARY, bytes(payload), deflate))
         return self.outbox.write(frame_header(OP_BINARY, len(payload)) + bytes(payload))
 
     def send_frame(self, frame: bytes) -> bool:

@@ -138,6 +138,7 @@ class WebSocketServer:
         self.hub = PubSubHub(log, connector or LocalConnector(self.channels), on_channel_open=self._channel_opened,
                              on_channel_close=self._channel_closed, on_worker_message=self._worker_message,
                              channels=self.channels)
+        self.hub.deflating = options.compression
         self._keepalive: Any = None
         self._drained = Event()
         #: Greenlets lent to parked sockets with something to do.

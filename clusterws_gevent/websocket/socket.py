@@ -236,6 +236,11 @@ class Socket(ConnectionSink):
         """Write an already encoded frame (fan-out and keepalive)."""
         return self._conn.send_frame(frame)
 
+    @property
+    def deflate(self) -> Any:
+        """What permessage-deflate agreed for this socket (``protocol/deflate.py``), or None."""
+        return self._conn.deflate
+
     def channel_count(self) -> int:
         """How many channels this socket is subscribed to."""
         return len(self._channels) if self._channels is not None else 0

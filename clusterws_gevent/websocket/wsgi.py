@@ -28,6 +28,7 @@ from ..exceptions import HandshakeError
 from ..log import Log
 from ..net.fairness import MESSAGE_COST, ReadBudget
 from ..options import WebSocketOptions
+from ..protocol.deflate import DeflateParams, negotiate
 from ..protocol.handshake import check_origin, check_upgrade, http_response, is_upgrade_request, switching_protocols
 from ..quoting import quote
 from .client_assets import ClientAssets
@@ -349,7 +350,10 @@ class ClusterWSHandler(HandlerAdapter):
         handshake needed is freed). A parked engine gets the connection's own socket (the
         handler gives it up: ``take_socket``), an engine read by a greenlet the handler's."""
         server = self.server
-        response = switching_protocols(key) + server.wss.opening_frames  # one write: the 101 and the config message
+        agreed = self._negotiate_deflate()
+        extensions = [("Sec-WebSocket-Extensions", agreed[0])] if agreed is not None else []
+        # one write: the 101 and the config message
+        response = switching_protocols(key, extensions) + server.wss.opening_frames
         try:
             # Small frames go out at once, as Node's ws does (no Nagle delay).
             self.socket.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
@@ -367,6 +371,8 @@ class ClusterWSHandler(HandlerAdapter):
             initial = self._take_buffered()
             connection = engine(socket_id, self.take_socket(), server.ws_options, log, initial)
         connection.memory = server.wss.memory
+        if agreed is not None:
+            connection.enable_deflate(agreed[1])
         log.debug("socket %s: connected from %s", socket_id, self.client_address[0])
         self._request_done()  # a WebSocket now: stopping closes it with 1001 instead of waiting
         self._connection_environ = self.environ
@@ -374,6 +380,15 @@ class ClusterWSHandler(HandlerAdapter):
         socket = Socket(socket_id, connection, server.wss)
         socket.user = self._user
         return socket
+
+    def _negotiate_deflate(self) -> Optional[Tuple[str, DeflateParams]]:
+        """permessage-deflate, when on (``websocket_options.compression``) and offered."""
+        options = self.server.ws_options
+        offer = self.environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+        if not (options.compression and offer and self.server.engine.supports_deflate):
+            return None
+        return negotiate(offer, options.compression_window_bits, options.compression_level,
+                         options.compression_threshold)
 
     def _take_buffered(self) -> bytes:
         """The bytes that came after the request headers (the first frames), then free

@@ -137,12 +137,16 @@ def main():
     parser.add_argument("--mode", choices=["single", "scale"], default="single")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis", metavar="URL", help="join servers through this Redis (it keeps the history)")
+    parser.add_argument("--admin-token", metavar="TOKEN", default=os.environ.get("ADMIN_TOKEN"),
+                        help="serve the live dashboard at /clusterws/admin behind this token (or $ADMIN_TOKEN)")
     args = parser.parse_args()
+    admin = {"enabled": True, "token": args.admin_token} if args.admin_token else None
     scale = {"workers": args.workers}
     if args.redis:
         scale.update(scaler=Scaler.Redis, redis=args.redis)
     ClusterWS(worker=worker, app=app, host=args.host, port=args.port, channel_options=CHANNELS,
-              mode=Mode.Scale if args.mode == "scale" or args.redis else Mode.Single, scale_options=scale).run()
+              mode=Mode.Scale if args.mode == "scale" or args.redis else Mode.Single, scale_options=scale,
+              admin_options=admin).run()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,24 @@ const scenarios = {
     })));
   },
 
+  // permessage-deflate: the browser offers it, the server agrees; 20 publishes to 'digest' arrive whole
+  async compressed(page) {
+    await page.evaluate(() => new Promise((resolve) => {
+      window.got = [];
+      window.socket = new ClusterWS({ url: wsUrl() });
+      const digest = window.socket.subscribe('digest');
+      digest.setWatcher((message) => window.got.push(message));
+      digest.on('subscribed', resolve);
+    }));
+    say('subscribed');
+    await page.waitForFunction(() => window.got.length >= 20, null, { timeout: 15000 });
+    say('received', await page.evaluate(() => ({
+      count: window.got.length, extensions: window.socket._socket.extensions,
+      intact: window.got.every((m, i) => m.i === i && m.text.length === 2000),
+    })));
+    await page.evaluate(() => window.socket.close());
+  },
+
   // onSubscribe declines private-* channels: the channel says 'canceled'
   async canceled(page) {
     say('canceled', await page.evaluate(() => new Promise((resolve) => {

@@ -173,3 +173,83 @@ def test_the_browser_client_recovers_what_it_missed_across_a_worker_kill(serve_c
     assert result["closes"], "the page's connection was cut"
     assert result["recovered"] == [True]
     assert (result["received"], result["gaps"], result["duplicates"], result["next"]) == (sent, 0, 0, sent)
+
+
+class CountingRelay:
+    """A TCP relay on a free loopback port to ``target``, in threads, counting the bytes the
+    server sends (what travels on the wire, compressed or not). Stopped with ``close()``."""
+
+    def __init__(self, target: int) -> None:
+        import socket
+        import threading
+
+        self.target = target
+        self.from_server = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: List[Any] = [self._listener]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: Any, target: Any, count: bool) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    target.close()
+                    return
+                if count:
+                    with self._lock:
+                        self.from_server += len(data)
+                target.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+
+def test_the_browser_negotiates_compression_and_gets_publishes_compressed(serve):
+    server = serve("apps.pubsub:worker", *FLASK, "--compression", "--no-auto-ping")
+    relay = CountingRelay(server.port)
+    driver = subprocess.Popen(["node", str(BROWSER_DIR / "drive.js"), "compressed",
+                               f"http://127.0.0.1:{relay.port}/client"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=str(BROWSER_DIR))
+    try:
+        assert json.loads(driver.stdout.readline())["step"] == "subscribed"
+        before = relay.from_server
+        words = "the quick brown fox jumps over the lazy dog and comes back again "
+        with Client(f"ws://127.0.0.1:{server.port}/") as publisher:
+            for i in range(20):
+                publisher.send("publish", {"channel": "digest", "data": {"i": i, "text": (words * 40)[:2000]}})
+            step = json.loads(driver.stdout.readline())
+        assert step["step"] == "received", step
+        assert driver.wait(15) == 0, driver.stderr.read()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(5)
+        for stream in (driver.stdin, driver.stdout, driver.stderr):
+            stream.close()
+        relay.close()
+    got = step["data"]
+    assert got["count"] == 20 and got["intact"]
+    assert "permessage-deflate" in got["extensions"]
+    on_the_wire = relay.from_server - before
+    assert on_the_wire < 20 * 2000 / 4, f"{on_the_wire} bytes on the wire for 40,000 bytes of messages"
