@@ -81,8 +81,9 @@ class ClientFrameReader:
         size = len(data)
         if 6 < size < 132 and not (self._rest or self._left or self._in_message):
             first = data[0]
-            if (first == 0x81 or first == 0x82) and data[1] == 0x7A + size and size - 6 <= self.max_message_size:
-                self.compressed = False
+            if (first == 0x81 or first == 0x82 or (self.deflate and (first == 0xC1 or first == 0xC2))) and (
+                    data[1] == 0x7A + size and size - 6 <= self.max_message_size):
+                self.compressed = first > 0xC0  # RSV1: a compressed message
                 return [(first & 0x0F, apply_mask(data[6:], data[2:6]), True)]
         if self._rest:
             data = self._rest + data

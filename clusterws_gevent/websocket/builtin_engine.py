@@ -50,6 +50,10 @@ UNREAD_PINGS = 256
 #: ... and past this many, a client that keeps pinging is a slow consumer.
 UNREAD_BYTES = 1 << 20
 _utf8_decoder: Callable[[], Any] = codecs.getincrementaldecoder("utf-8")
+#: A compressed message whole in one frame of at most this many bytes is inflated at once...
+SMALL_DEFLATED = 4096
+#: ... and handed over as it is when it inflates to at most this many (else held in ``memory``).
+SMALL_INFLATED = 65536
 
 
 class _QuietLog:
@@ -142,7 +146,10 @@ class BuiltinConnection(Connection):
         reader = self._reader
         for kind, payload, done in reader.feed(data):
             if reader.compressed and kind in (TEXT, BINARY):  # its first frame set RSV1: deflated
-                if not self._begin(kind == BINARY, b"", sink, Inflater(self.options.max_message_size)) or (
+                if done and len(payload) <= SMALL_DEFLATED:
+                    if not self._inflate_small(kind == BINARY, payload, sink, budget):
+                        break
+                elif not self._begin(kind == BINARY, b"", sink, Inflater(self.options.max_message_size)) or (
                         not self._inflate(payload, done, sink, budget)):
                     break
             elif kind == TEXT:
@@ -208,6 +215,31 @@ class BuiltinConnection(Connection):
         self._decoder = None if binary else _utf8_decoder()
         self._inflater = inflater
         return self._add(chunk, False, sink)
+
+    def _inflate_small(self, binary: bool, payload: bytes, sink: ConnectionSink, budget: ReadBudget) -> bool:
+        """A small compressed message in one frame (the common case), as the uncompressed fast
+        path: inflated whole (still within max_message_size) and handed over, unless it inflates
+        past SMALL_INFLATED, which goes the way of large messages (held in ``memory``)."""
+        try:
+            data = Inflater(self.options.max_message_size).feed(payload, True)
+        except ProtocolError as error:
+            self._fail(error, sink)
+            return False
+        budget.spend(len(data))
+        if len(data) > SMALL_INFLATED:
+            return self._begin(binary, b"", sink) and self._add(data, True, sink)
+        if binary:
+            if self.state is OPEN:
+                sink._on_binary(data)
+            return True
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._fail(InvalidData(f"invalid UTF-8 in a text message at byte {exc.start}"), sink)
+            return False
+        if self.state is OPEN:
+            sink._on_text(text)
+        return True
 
     def _inflate(self, chunk: bytes, done: bool, sink: ConnectionSink, budget: ReadBudget) -> bool:
         """A chunk of a compressed message: inflated within max_message_size (a small frame that
