@@ -130,8 +130,7 @@ class Master:
         self._given_up: Set[Tuple[Kind, Slot]] = set()  # died, not restarted (restart_on_fail off)
         # -- bookkeeping
         self._delays: Dict[Tuple[Kind, Slot], float] = {}
-        self._spawned: Set[Tuple[Kind, Slot]] = set()  # slots that had a process already
-        self.restarts: Dict[Tuple[Kind, Slot], int] = {}  # processes forked again for a slot
+        self._forks: Dict[Tuple[Kind, Slot], int] = {}  # processes forked for each slot so far
         self._serving = False  # every process was ready once: the start-up is over
         self._started_at = self.processes.clock()
         self._lifeline_r, self._lifeline_w = os.pipe()
@@ -434,10 +433,8 @@ class Master:
         pid, ready_fd, heartbeat = self.processes.spawn(self, kind, slot)
         child = self.children[pid] = Child(kind, slot, pid, self.generation, heartbeat, ready_fd,
                                            self.processes.clock())
-        child.note = " (restarted)" if (kind, slot) in self._spawned else " (added)"
-        if (kind, slot) in self._spawned:
-            self.restarts[(kind, slot)] = self.restarts.get((kind, slot), 0) + 1
-        self._spawned.add((kind, slot))
+        forks = self._forks[(kind, slot)] = self._forks.get((kind, slot), 0) + 1
+        child.note = " (restarted)" if forks > 1 else " (added)"
         task = self.processes.watch_ready(self, child)
         if task is not None:
             self._tasks.add(task)
@@ -453,7 +450,7 @@ class Master:
         for child in sorted(self.children.values(), key=lambda c: (c.kind.value, str(c.slot).zfill(12))):
             state = "stopping" if child.stopping else "ready" if child.ready else "starting"
             rows.append(child_row(child.kind.value, child.slot, child.pid, wall - (now - child.started),
-                                  self.restarts.get((child.kind, child.slot), 0), state))
+                                  self._forks[(child.kind, child.slot)] - 1, state))
         return rows
 
     def child_main(self, kind: Kind, slot: Slot, ready_w: int, heartbeat: Any) -> int:

@@ -427,37 +427,36 @@ class PubSubHub:
         self._send_frames(positioned, encode_positioned_frame)
 
     def _send_frames(self, per_subscriber: Dict[Any, List[bytes]], encode: Callable[[List[bytes]], bytes]) -> None:
-        frames: Dict[Tuple[int, ...], bytes] = {}
-        payloads: Dict[Tuple[int, ...], bytes] = {}
-        deflated: Dict[Tuple[Tuple[int, ...], Any], bytes] = {}
+        built: Dict[Tuple[int, ...], Tuple[bytes, bytes]] = {}  # entries' ids -> (payload, frame)
+        deflated: Dict[Any, bytes] = {}
         for subscriber, entries in per_subscriber.items():
             key = tuple(map(id, entries))  # the entries live until the end of this flush
-            shared = frames.get(key)
+            shared = built.get(key)
             if shared is None:
-                payload = payloads[key] = encode(entries)
-                shared = frames[key] = encode_frame(OP_TEXT, payload)
-            params = subscriber.deflate if self.deflating else None
-            if params is not None and len(payloads[key]) >= params.threshold:
-                compressed = deflated.get((key, params))
-                if compressed is None:
-                    compressed = deflated[(key, params)] = deflate_frame(OP_TEXT, payloads[key], params)
-                shared = compressed
-            subscriber.send_frame(shared)
+                payload = encode(entries)
+                shared = built[key] = (payload, encode_frame(OP_TEXT, payload))
+            if self.deflating:
+                subscriber.send_frame(self._frame_for(subscriber, shared[0], shared[1], deflated, key))
+            else:
+                subscriber.send_frame(shared[1])
 
-    @staticmethod
-    def _send_deflating(subscribers: Sequence[Any], payload: bytes, frame: bytes) -> None:
-        """One batch to subscribers some of which agreed permessage-deflate: compressed once per
-        set of parameters (in practice once), the same bytes for each of them."""
+    def _send_deflating(self, subscribers: Sequence[Any], payload: bytes, frame: bytes) -> None:
+        """One batch to subscribers some of which agreed permessage-deflate."""
         deflated: Dict[Any, bytes] = {}
         for subscriber in subscribers:
-            params = subscriber.deflate
-            if params is None or len(payload) < params.threshold:
-                subscriber.send_frame(frame)
-                continue
-            compressed = deflated.get(params)
-            if compressed is None:
-                compressed = deflated[params] = deflate_frame(OP_TEXT, payload, params)
-            subscriber.send_frame(compressed)
+            subscriber.send_frame(self._frame_for(subscriber, payload, frame, deflated, None))
+
+    @staticmethod
+    def _frame_for(subscriber: Any, payload: bytes, frame: bytes, deflated: Dict[Any, bytes], key: Any) -> bytes:
+        """``frame``, or ``payload`` compressed with what ``subscriber`` agreed: once per batch
+        (``key``) and set of parameters (in practice once), the same bytes for each of them."""
+        params = subscriber.deflate
+        if params is None or len(payload) < params.threshold:
+            return frame
+        compressed = deflated.get((key, params))
+        if compressed is None:
+            compressed = deflated[(key, params)] = deflate_frame(OP_TEXT, payload, params)
+        return compressed
 
     def _call(self, hook: Optional[Callable[[Any], None]], arg: Any, name: str) -> None:
         if hook is not None:

@@ -50,9 +50,12 @@ UNREAD_PINGS = 256
 #: ... and past this many, a client that keeps pinging is a slow consumer.
 UNREAD_BYTES = 1 << 20
 _utf8_decoder: Callable[[], Any] = codecs.getincrementaldecoder("utf-8")
+#: An event the engine took into the message it assembles (a compressed one): nothing more to do.
+TAKEN = -3
 #: A compressed message whole in one frame of at most this many bytes is inflated at once...
 SMALL_DEFLATED = 4096
-#: ... and handed over as it is when it inflates to at most this many (else held in ``memory``).
+#: ... and handed over as an uncompressed one when it inflates to at most this many (the most an
+#: uncompressed whole frame can be: one read); else it is held in ``memory`` as it is assembled.
 SMALL_INFLATED = 65536
 
 
@@ -146,13 +149,10 @@ class BuiltinConnection(Connection):
         reader = self._reader
         for kind, payload, done in reader.feed(data):
             if reader.compressed and kind in (TEXT, BINARY):  # its first frame set RSV1: deflated
-                if done and len(payload) <= SMALL_DEFLATED:
-                    if not self._inflate_small(kind == BINARY, payload, sink, budget):
-                        break
-                elif not self._begin(kind == BINARY, b"", sink, Inflater(self.options.max_message_size)) or (
-                        not self._inflate(payload, done, sink, budget)):
+                kind, payload = self._inflate_first(kind, payload, done, sink, budget)
+                if kind == ERROR:
                     break
-            elif kind == TEXT:
+            if kind == TEXT:
                 if done:
                     try:
                         text = payload.decode("utf-8")
@@ -216,30 +216,27 @@ class BuiltinConnection(Connection):
         self._inflater = inflater
         return self._add(chunk, False, sink)
 
-    def _inflate_small(self, binary: bool, payload: bytes, sink: ConnectionSink, budget: ReadBudget) -> bool:
-        """A small compressed message in one frame (the common case), as the uncompressed fast
-        path: inflated whole (still within max_message_size) and handed over, unless it inflates
-        past SMALL_INFLATED, which goes the way of large messages (held in ``memory``)."""
-        try:
-            data = Inflater(self.options.max_message_size).feed(payload, True)
-        except ProtocolError as error:
-            self._fail(error, sink)
-            return False
-        budget.spend(len(data))
-        if len(data) > SMALL_INFLATED:
-            return self._begin(binary, b"", sink) and self._add(data, True, sink)
-        if binary:
-            if self.state is OPEN:
-                sink._on_binary(data)
-            return True
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self._fail(InvalidData(f"invalid UTF-8 in a text message at byte {exc.start}"), sink)
-            return False
-        if self.state is OPEN:
-            sink._on_text(text)
-        return True
+    def _inflate_first(self, kind: int, payload: bytes, done: bool, sink: ConnectionSink,
+                       budget: ReadBudget) -> Tuple[int, bytes]:
+        """The first chunk of a compressed message. A small one whole in its frame (the common
+        case) is inflated at once and comes back as ``(kind, inflated)``, to be handed over as an
+        uncompressed one; a larger one, or one in several frames, is assembled like a fragmented
+        message (held in ``memory``): ``(TAKEN, b"")``. ``(ERROR, b"")``: it failed the connection."""
+        binary = kind == BINARY
+        if done and len(payload) <= SMALL_DEFLATED:
+            try:
+                data = Inflater(self.options.max_message_size).feed(payload, True)
+            except ProtocolError as error:
+                self._fail(error, sink)
+                return ERROR, b""
+            budget.spend(len(data))
+            if len(data) <= SMALL_INFLATED:
+                return kind, data
+            assembled = self._begin(binary, b"", sink) and self._add(data, True, sink)
+        else:
+            assembled = self._begin(binary, b"", sink, Inflater(self.options.max_message_size)) and (
+                self._inflate(payload, done, sink, budget))
+        return (TAKEN, b"") if assembled else (ERROR, b"")
 
     def _inflate(self, chunk: bytes, done: bool, sink: ConnectionSink, budget: ReadBudget) -> bool:
         """A chunk of a compressed message: inflated within max_message_size (a small frame that
