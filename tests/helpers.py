@@ -373,6 +373,20 @@ class ConnectionChurn:
         self._thread.join(10)
 
 
+def http_head(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send the raw ``request`` on a new connection; what came back up to the end of the
+    answer's head (all of it when the server closed first)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+        return head
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """A process's resident memory (``VmRSS``) or its peak (``VmHWM``), in KiB."""
     with open(f"/proc/{pid}/status") as status:

@@ -2,6 +2,7 @@
 npm playwright-core (tests/browser/drive.js); nothing downloads a browser."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -9,7 +10,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -24,6 +25,22 @@ pytestmark = pytest.mark.skipif(
     reason="needs node, Debian's chromium and `npm ci --prefix tests/browser` (.ci/run installs them)")
 
 FLASK = ("--app", "apps.flask_site:app")
+
+
+@contextlib.contextmanager
+def driven(scenario: str, url: str) -> Iterator[subprocess.Popen]:
+    """drive.js running ``scenario`` on the page at ``url``, talked to through its stdin and
+    stdout (one JSON step a line); killed if still running when the block ends."""
+    driver = subprocess.Popen(["node", str(BROWSER_DIR / "drive.js"), scenario, url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(BROWSER_DIR))
+    try:
+        yield driver
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(5)
+        for stream in (driver.stdin, driver.stdout, driver.stderr):
+            stream.close()
 
 
 def drive(scenario: str, port: int, timeout: float = 30) -> Dict[str, Any]:
@@ -52,10 +69,7 @@ def test_a_declined_subscription_is_canceled(serve):
 def test_it_reconnects_and_resubscribes_after_a_server_restart(serve):
     port = free_port()
     first = serve("apps.pubsub:worker", *FLASK, "--no-auto-ping", port=port)
-    driver = subprocess.Popen(["node", str(BROWSER_DIR / "drive.js"), "reconnect", f"http://127.0.0.1:{port}/client"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=str(BROWSER_DIR))
-    try:
+    with driven("reconnect", f"http://127.0.0.1:{port}/client") as driver:
         assert json.loads(driver.stdout.readline())["step"] == "subscribed"
         first.stop()
         serve("apps.pubsub:worker", *FLASK, "--no-auto-ping", port=port)
@@ -70,12 +84,6 @@ def test_it_reconnects_and_resubscribes_after_a_server_restart(serve):
             step = json.loads(driver.stdout.readline())
         assert step == {"step": "received", "data": [["message", "after the restart"]]}
         assert driver.wait(10) == 0, driver.stderr.read()
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(5)
-        for stream in (driver.stdin, driver.stdout, driver.stderr):
-            stream.close()
 
 
 def test_the_ping_watchdog_closes_with_4001(serve):
@@ -126,10 +134,7 @@ def test_the_browser_client_recovers_what_it_missed_across_a_worker_kill(serve_c
     channels = json.dumps({"namespaces": {"feed": {"history_size": 2000, "history_ttl": 60}}})
     server = serve_cluster("apps.pubsub:worker", *FLASK, "--no-auto-ping", "--channel-options", channels,
                            "--restart-on-fail")
-    driver = subprocess.Popen(["node", str(BROWSER_DIR / "drive.js"), "recover", f"http://127.0.0.1:{server.port}/client"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=str(BROWSER_DIR))
-    try:
+    with driven("recover", f"http://127.0.0.1:{server.port}/client") as driver:
         step = json.loads(driver.stdout.readline())
         assert step["step"] == "pid"
         page_pid = step["data"]
@@ -164,12 +169,6 @@ def test_the_browser_client_recovers_what_it_missed_across_a_worker_kill(serve_c
         assert got["step"] == "got", got
         result = got["data"]
         assert driver.wait(10) == 0, driver.stderr.read()
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(5)
-        for stream in (driver.stdin, driver.stdout, driver.stderr):
-            stream.close()
     assert result["closes"], "the page's connection was cut"
     assert result["recovered"] == [True]
     assert (result["received"], result["gaps"], result["duplicates"], result["next"]) == (sent, 0, 0, sent)
@@ -227,26 +226,18 @@ class CountingRelay:
 def test_the_browser_negotiates_compression_and_gets_publishes_compressed(serve):
     server = serve("apps.pubsub:worker", *FLASK, "--compression", "--no-auto-ping")
     relay = CountingRelay(server.port)
-    driver = subprocess.Popen(["node", str(BROWSER_DIR / "drive.js"), "compressed",
-                               f"http://127.0.0.1:{relay.port}/client"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=str(BROWSER_DIR))
     try:
-        assert json.loads(driver.stdout.readline())["step"] == "subscribed"
-        before = relay.from_server
-        words = "the quick brown fox jumps over the lazy dog and comes back again "
-        with Client(f"ws://127.0.0.1:{server.port}/") as publisher:
-            for i in range(20):
-                publisher.send("publish", {"channel": "digest", "data": {"i": i, "text": (words * 40)[:2000]}})
-            step = json.loads(driver.stdout.readline())
-        assert step["step"] == "received", step
-        assert driver.wait(15) == 0, driver.stderr.read()
+        with driven("compressed", f"http://127.0.0.1:{relay.port}/client") as driver:
+            assert json.loads(driver.stdout.readline())["step"] == "subscribed"
+            before = relay.from_server
+            words = "the quick brown fox jumps over the lazy dog and comes back again "
+            with Client(f"ws://127.0.0.1:{server.port}/") as publisher:
+                for i in range(20):
+                    publisher.send("publish", {"channel": "digest", "data": {"i": i, "text": (words * 40)[:2000]}})
+                step = json.loads(driver.stdout.readline())
+            assert step["step"] == "received", step
+            assert driver.wait(15) == 0, driver.stderr.read()
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(5)
-        for stream in (driver.stdin, driver.stdout, driver.stderr):
-            stream.close()
         relay.close()
     got = step["data"]
     assert got["count"] == 20 and got["intact"]

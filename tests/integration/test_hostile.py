@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
-from helpers import echo_latencies, p99, rss_kib, start_flooder
+from helpers import echo_latencies, http_head, p99, rss_kib, start_flooder
 
 from clusterws_gevent.testing import free_port, wait_until
 from wsclient import BINARY, CONT, PING, PONG, TEXT, WSClient, frame
@@ -108,15 +107,7 @@ def test_header_lines_are_read_as_rfc_9112_says(serve):
     server = serve("apps.basic:worker", "--no-auto-ping", "--app", "apps.flask_site:app")
 
     def exchange(head: bytes) -> bytes:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
-            conn.sendall(head)
-            reply = b""
-            while b"\r\n\r\n" not in reply:
-                more = conn.recv(65536)
-                if not more:
-                    break
-                reply += more
-            return reply
+        return http_head(server.port, head)
 
     folded = exchange(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Folded: a\r\n  b\r\nConnection: close\r\n\r\n")
     assert folded.startswith(b"HTTP/1.1 200")

@@ -13,6 +13,7 @@ from helpers import (
     UPGRADE,
     connect,
     echo_latencies,
+    http_head,
     on_each_worker,
     open_idle,
     p99,
@@ -29,16 +30,8 @@ MIB = 1 << 20
 
 
 def request_head(port, lines, timeout=5.0):
-    """Send a request of header ``lines``; the status line of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            head += chunk
-        return head.decode("latin-1")
+    """Send a request of header ``lines``; the head of the answer."""
+    return http_head(port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), timeout).decode("latin-1")
 
 
 # -- HTTP takes turns ------------------------------------------------------------------------
