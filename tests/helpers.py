@@ -387,6 +387,17 @@ def http_head(port: int, request: bytes, timeout: float = 5.0) -> bytes:
         return head
 
 
+def metric(server, name: str) -> float:
+    """A metric's value on ``server``'s /metrics (0 when absent)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """A process's resident memory (``VmRSS``) or its peak (``VmHWM``), in KiB."""
     with open(f"/proc/{pid}/status") as status:

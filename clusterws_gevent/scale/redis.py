@@ -55,7 +55,7 @@ from ..pubsub.batching import IterationBatches
 from ..pubsub.connector import Connector
 from ..pubsub.history import HistoryRead, new_epoch
 from .redis_client import RedisConfig, describe_redis
-from .redis_routes import Command, SendFailed, close_quietly, routes_for
+from .redis_routes import Command, Redirected, SendFailed, close_quietly, routes_for
 from .redis_scripts import (
     PRESENCE_ADD,
     PRESENCE_READ,
@@ -525,12 +525,18 @@ class RedisConnector(Connector):
                 self.dropped += sum(batch[index].count for index in failed.failed)
                 if failed.results is None:
                     raise failed.cause from None
-                self._node_failed(failed)  # a cluster node: its shard's commands are lost, the others went
+                # a cluster node: its shard's commands are lost, the others went
+                self._shard_failed(f"a node is unreachable ({type(failed.cause).__name__}: {failed.cause}); its "
+                                   "shard's publishes are dropped until it or its replica answers")
                 results = failed.results
             for op, result in zip(batch, results):
                 if result is None and self.routes.sharded:
                     continue  # failed above
-                if isinstance(result, Exception):  # a reply error (a slot moved twice, a script's error)
+                if isinstance(result, Redirected):  # a slot that kept moving: this one is lost, the writer goes on
+                    self.dropped += op.count
+                    self._shard_failed(f"a publish was dropped: {result}")
+                    continue
+                if isinstance(result, Exception):  # a script's error
                     self.dropped += op.count
                     raise result
                 if op.kind == _PUBLISH and op.target in self._probes:
@@ -539,15 +545,13 @@ class RedisConnector(Connector):
                     # (on a cluster the count is the node's own subscribers: ours are on a replica)
                     self._rebuild("a probe reached no subscriber (not the master, or a deaf subscriber)")
 
-    def _node_failed(self, failed: SendFailed) -> None:
-        """Log (rate-limited) that a cluster node could not be written to."""
+    def _shard_failed(self, why: str) -> None:
+        """Log (rate-limited) that a cluster shard's commands were dropped, and ``why``."""
         now = time.monotonic()
-        self.last_error = f"a node is unreachable: {type(failed.cause).__name__}: {failed.cause}"
+        self.last_error = why
         if now - self._node_failure_logged >= INVALID_LOG_INTERVAL:
             self._node_failure_logged = now
-            self.log.warning("redis %s: a node is unreachable (%s: %s); its shard's publishes are dropped until it "
-                             "or its replica answers; %d dropped so far", self.name, type(failed.cause).__name__,
-                             failed.cause, self.dropped + self.dropped_logged)
+            self.log.warning("redis %s: %s; %d dropped so far", self.name, why, self.dropped + self.dropped_logged)
 
     def _command_of(self, op: _Op) -> Command:
         """The writer command of ``op``: a key of its channel (routing) and how to add it."""

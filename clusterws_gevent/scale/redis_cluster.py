@@ -19,22 +19,38 @@ is published until it subscribes again on the new one; a subscriber on the repli
 is promoted keeps its subscriptions and misses nothing, and SPUBLISH reaches every node
 of the shard. A probe that does not come back moves that shard's subscriber to its next
 node (another replica, then the master).
+
+A slot being **migrated** with its keys (``redis-cli --cluster reshard``, ``MIGRATE``)
+answers a command whose keys have moved already with ASK: the command did not run, and is
+sent to the importing node after ``ASKING`` (:func:`ask_target`, :func:`call_asking`),
+once; the topology stays as it is until the slot's owner changes (then MOVED). A script of
+two keys split between the two nodes, or of keys that exist on neither yet, is answered
+TRYAGAIN until the migration ends: sent again after a short pause, for
+:data:`RETRY_FOR` at most.
 """
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .redis_client import parse_address
 
 __all__ = ["ClusterConfig", "Shard", "ClusterMap", "is_cluster", "parse_cluster_config", "SLOTS", "key_slot",
-           "tag_for_slots", "moved"]
+           "tag_for_slots", "moved", "ask_target", "retry_later", "call_asking", "RETRY_FOR", "RETRY_PAUSE"]
 
 #: Slots of a Redis Cluster.
 SLOTS = 16384
 
 Address = Tuple[str, int]
+
+#: Seconds a command the cluster keeps redirecting (a slot being migrated, a failover under
+#: way) is sent again for; a migration of one slot's few keys takes milliseconds.
+RETRY_FOR = 2.0
+#: The first pause before sending a command answered TRYAGAIN or CLUSTERDOWN again
+#: (doubled each time, up to a quarter of a second).
+RETRY_PAUSE = 0.01
 
 
 class ClusterConfig:
@@ -209,16 +225,34 @@ class ClusterMap:
 
     def call(self, key: bytes, call: Callable[[Any], Any],
              again: Optional[Callable[[BaseException], bool]] = None) -> Any:
-        """``call(client)`` on the pooled client of ``key``'s master; when it fails with an
-        error ``again`` accepts (by default :func:`moved`: the command did not run), once more
-        after the topology is read again."""
-        try:
-            return call(self.client(self.shard_of(key).master))
-        except Exception as exc:
-            if not (again if again is not None else moved)(exc):
-                raise
-        self.refresh()
-        return call(self.client(self.shard_of(key).master))
+        """``call(client)`` on the pooled client of ``key``'s master, where it runs: followed
+        to the importing node on ASK (after ``ASKING``, :func:`call_asking`); when it fails
+        with an error ``again`` accepts (by default :func:`moved`: the command did not run),
+        sent again after the topology is read again, or after a pause for TRYAGAIN and
+        CLUSTERDOWN, for :data:`RETRY_FOR` seconds at most.
+        """
+        accept = again if again is not None else moved
+        deadline = time.monotonic() + RETRY_FOR
+        pause = RETRY_PAUSE
+        address, asked, retries = self.shard_of(key).master, False, 0
+        while True:
+            try:
+                client = self.client(address)
+                return call_asking(client, call) if asked else call(client)
+            except Exception as exc:
+                target = None if asked else ask_target(exc)
+                if target is not None:
+                    address, asked = target, True
+                    continue
+                if not accept(exc) or time.monotonic() >= deadline:
+                    raise
+                retries += 1
+                if retries > 1 or asked or retry_later(exc):  # the first MOVED goes again at once
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.25)
+                if not retry_later(exc):
+                    self.refresh()
+            address, asked = self.shard_of(key).master, False
 
     def client(self, address: Address) -> Any:
         """A pooled ``redis.Redis`` of the node at ``address`` (shared: each call takes a
@@ -259,3 +293,32 @@ def moved(exc: BaseException) -> bool:
     text = str(exc)
     return text.startswith(("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")) or type(exc).__name__ in (
         "MovedError", "AskError", "TryAgainError", "ClusterDownError")
+
+
+def ask_target(exc: BaseException) -> Optional[Address]:
+    """The node an ASK reply sends its command to (the key has moved to the node importing
+    its slot; the command did not run), or None for any other error."""
+    words = str(exc).split()
+    if type(exc).__name__ == "AskError":  # redis-py >= 6 parses it (and strips the "ASK")
+        words = ["ASK", *words]
+    if len(words) != 3 or words[0] != "ASK":
+        return None
+    host, _, port = words[2].rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else None
+
+
+def retry_later(exc: BaseException) -> bool:
+    """TRYAGAIN (a script whose keys are split between the two nodes of a slot being
+    migrated, or exist on neither yet) or CLUSTERDOWN (a failover under way): the command
+    did not run and may be sent again, after a pause."""
+    return str(exc).startswith(("TRYAGAIN", "CLUSTERDOWN")) or type(exc).__name__ in (
+        "TryAgainError", "ClusterDownError")
+
+
+def call_asking(client: Any, call: Callable[[Any], Any]) -> Any:
+    """``call`` (one command, or one script) on ``client``'s node, after ``ASKING`` on the
+    same connection: a pipeline of the two. Returns its reply; raises its error."""
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("ASKING")
+    call(pipe)
+    return pipe.execute()[1]

@@ -8,8 +8,10 @@ so the connector has one subscriber greenlet, one writer greenlet and one canary
   and ``target_of(key)`` says which one a channel is subscribed on;
 - ``probe_keys()``: the worker's liveness probe channels, one per target;
 - ``send(ops)``: a batch of the writer's commands, in order per channel, a pipeline per
-  node; a command a cluster node answered MOVED (or ASK, TRYAGAIN) did not run, so it is
-  sent once more after the topology is read again; nothing is sent twice otherwise. On a
+  node; a command a cluster node answered MOVED, ASK or TRYAGAIN did not run, so it is
+  sent again (after the topology is read again; to the importing node after ``ASKING``;
+  after a pause), in order, for ``RETRY_FOR`` seconds at most, then its reply is
+  :class:`Redirected`; nothing is sent twice otherwise. On a
   cluster, a node that cannot be reached fails only its own commands (:class:`SendFailed`),
   and is tried again after a backoff of its own, the topology read again first: the
   other shards go on;
@@ -18,14 +20,26 @@ so the connector has one subscriber greenlet, one writer greenlet and one canary
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..net.backoff import Backoff
 from ..protocol import redis_envelope as envelope
 from .redis_client import RedisConfig, pinned_settings, redis_client
-from .redis_cluster import ClusterMap, Shard, key_slot, moved, parse_cluster_config, tag_for_slots
+from .redis_cluster import (
+    RETRY_FOR,
+    RETRY_PAUSE,
+    Address,
+    ClusterMap,
+    Shard,
+    ask_target,
+    key_slot,
+    moved,
+    parse_cluster_config,
+    retry_later,
+    tag_for_slots,
+)
 
-__all__ = ["Routes", "SingleRedis", "ShardedRedis", "routes_for", "Command", "SendFailed"]
+__all__ = ["Routes", "SingleRedis", "ShardedRedis", "routes_for", "Command", "SendFailed", "Redirected"]
 
 #: One writer command: (a key of its channel, for routing; a function adding it to a pipeline).
 Command = Tuple[bytes, Callable[[Any], None]]
@@ -41,6 +55,11 @@ class SendFailed(Exception):
         self.failed = failed
         self.cause = cause
         self.results = results
+
+
+class Redirected(Exception):
+    """The reply of a command a cluster kept redirecting (MOVED, ASK, TRYAGAIN) for
+    ``RETRY_FOR`` seconds: it was not sent."""
 
 
 class Routes:
@@ -229,31 +248,58 @@ class ShardedRedis(Routes):
         results: List[Any] = [None] * len(commands)
         failed: List[int] = []
         cause: Optional[BaseException] = None
-        pending = list(range(len(commands)))
-        for attempt in range(2):
-            redirected, lost, why = self._send_once(commands, pending, results)
+        pending: List[Tuple[int, Optional[Address]]] = [(index, None) for index in range(len(commands))]
+        deadline = time.monotonic() + RETRY_FOR
+        pause, refreshed = RETRY_PAUSE, False
+        while pending:
+            pending, lost, why = self._send_round(commands, pending, results)
             failed += lost
             cause = why or cause
-            if not redirected or attempt == 1:
-                break  # (still redirected: the MOVED errors are their results)
-            self._writer_map.refresh()  # the slot moved: send those once more, in order
-            pending = redirected
+            if not pending or time.monotonic() >= deadline:
+                break
+            errors = [results[index] for index, target in pending if target is None]
+            new_owner = any(not retry_later(error) and ask_target(error) is None for error in errors)  # MOVED
+            if any(retry_later(error) for error in errors) or (new_owner and refreshed):
+                time.sleep(pause)  # a slot half-migrated, a failover under way
+                pause = min(pause * 2, 0.25)
+            if new_owner:
+                self._writer_map.refresh()
+                refreshed = True
+        for index, _ in pending:  # still redirected after RETRY_FOR: not sent
+            results[index] = Redirected(f"not sent: the cluster still redirected it after {RETRY_FOR:.0f}s "
+                                        f"({results[index]})")
         if cause is not None:
             raise SendFailed(sorted(failed), cause, results)
         return results
 
-    def _send_once(self, commands: Sequence[Command], indexes: List[int],
-                   results: List[Any]) -> Tuple[List[int], List[int], Optional[BaseException]]:
-        """Send ``commands[indexes]``, a pipeline per node; (redirected, failed, why)."""
+    def _send_round(self, commands: Sequence[Command], pending: List[Tuple[int, Optional[Address]]],
+                    results: List[Any]) -> Tuple[List[Tuple[int, Optional[Address]]], List[int],
+                                                 Optional[BaseException]]:
+        """Send the ``pending`` commands (an index, and the node an ASK named or None), a
+        pipeline per node, in order; (those to send again, those lost, why).
+
+        Commands of one channel stay in order: after one that did not run (MOVED, ASK,
+        TRYAGAIN), the next of its channel in the same pipeline did not either (a slot's
+        state only moves on), and each goes again after it. To a node importing a slot
+        (after ASK), one command per channel goes at a time: one answered TRYAGAIN there
+        must not be overtaken by the next, which the keys' arrival would let run.
+        """
         assert self._writer_map is not None
-        groups: Dict[Tuple[str, int], List[int]] = {}
-        for index in indexes:
-            groups.setdefault(self._writer_map.shard_of(commands[index][0]).master, []).append(index)
-        redirected: List[int] = []
+        groups: Dict[Tuple[Address, bool], List[int]] = {}
+        again: List[Tuple[int, Optional[Address]]] = []
+        asked_keys: Set[bytes] = set()
+        for index, target in pending:
+            if target is not None:
+                if commands[index][0] in asked_keys:
+                    again.append((index, target))
+                    continue
+                asked_keys.add(commands[index][0])
+            address = target if target is not None else self._writer_map.shard_of(commands[index][0]).master
+            groups.setdefault((address, target is not None), []).append(index)
         failed: List[int] = []
         cause: Optional[BaseException] = None
         now = time.monotonic()
-        for address, group in groups.items():
+        for (address, asking), group in groups.items():
             down = self._down.get(address)
             if down is not None and now < down[0]:
                 failed += group
@@ -262,6 +308,8 @@ class ShardedRedis(Routes):
             try:
                 pipe = self._writer_for(address).pipeline(transaction=False)
                 for index in group:
+                    if asking:
+                        pipe.execute_command("ASKING")
                     commands[index][1](pipe)
                 replies = pipe.execute(raise_on_error=False)
             except Exception as exc:  # noqa: BLE001 - this node's commands are lost; the others go on
@@ -274,11 +322,15 @@ class ShardedRedis(Routes):
                 continue
             self._down.pop(address, None)
             self._backoffs.pop(address, None)
-            for index, reply in zip(group, replies):
+            held: Set[bytes] = set()  # channels with a command that did not run, in this group
+            for index, reply in zip(group, replies[1::2] if asking else replies):
                 results[index] = reply
                 if isinstance(reply, Exception) and moved(reply):
-                    redirected.append(index)
-        return redirected, failed, cause
+                    key = commands[index][0]
+                    again.append((index, None if asking or key in held else ask_target(reply)))
+                    held.add(key)
+        again.sort()
+        return again, failed, cause
 
     def close_writer(self) -> None:
         self._down.clear()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
-from helpers import RedisCluster, on_each_worker, steady_traffic_between, subscribe
+from helpers import RedisCluster, metric, on_each_worker, steady_traffic_between, subscribe
 
 from clusterws_gevent.client import Client
 from clusterws_gevent.testing import check_delivery_order, wait_until
@@ -170,13 +170,3 @@ def test_a_slot_moved_to_another_master_goes_on_delivering(steady, cluster):
     wait_until(lambda: subscribed(target) == workers and subscribed(source) == 0, 10,
                message="the subscriptions moved to the slot's new shard")
 
-
-def metric(server, name: str) -> float:
-    """A metric's value on ``server``'s /metrics (0 when absent)."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-    return 0.0

@@ -1,4 +1,4 @@
-"""A Redis Cluster's configuration (issue 19): URLs and keywords, hash tags, option checks."""
+"""A Redis Cluster's configuration (issue 19): URLs and keywords, hash tags, option checks, redirect replies."""
 from __future__ import annotations
 
 import pytest
@@ -49,3 +49,18 @@ def test_a_probe_tag_lands_in_the_shards_slots():
     for slots in ([(0, 5460)], [(5461, 10922)], [(10923, 16383)], [(42, 42), (100, 100)]):
         slot = key_slot(b"cws:k:00:{" + tag_for_slots(slots).encode() + b"}")
         assert any(first <= slot <= last for first, last in slots)
+
+
+def test_ask_names_the_importing_node_in_both_forms_of_redis_py():
+    from redis.exceptions import ResponseError
+
+    from clusterws_gevent.scale.redis_cluster import ask_target, moved, retry_later
+
+    assert ask_target(ResponseError("ASK 3999 127.0.0.1:6381")) == ("127.0.0.1", 6381)  # redis-py 5
+    assert ask_target(type("AskError", (ResponseError,), {})("3999 ::1:6381")) == ("::1", 6381)  # >= 6, stripped
+    assert ask_target(ResponseError("MOVED 3999 127.0.0.1:6381")) is None
+    assert ask_target(ResponseError("ERR ASK me")) is None
+    assert retry_later(ResponseError("TRYAGAIN Multiple keys request during rehashing of slot"))
+    assert retry_later(ResponseError("CLUSTERDOWN The cluster is down"))
+    assert not retry_later(ResponseError("ASK 3999 127.0.0.1:6381"))
+    assert all(moved(ResponseError(text)) for text in ("ASK 1 h:1", "MOVED 1 h:1", "TRYAGAIN x", "CLUSTERDOWN x"))
