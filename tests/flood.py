@@ -7,7 +7,10 @@ to handle, so the server spends its time reading); ``publish`` subscribes to a
 channel and floods 200 KB publishes to it (every message comes back to itself);
 ``http`` pipelines HTTP requests on one keep-alive connection (``GET /healthz``, the
 browser client with its ETag: 304s, and ``GET /`` of the Flask app), and a thread
-reads the answers as fast as they come, so the server never waits to write them.
+reads the answers as fast as they come, so the server never waits to write them;
+``deflate`` negotiates permessage-deflate and floods ``["e","nolistener","000..."]``
+events of :data:`INFLATED` bytes, each compressed to about 120 (the server's work is
+the inflated size: a flood that costs the client almost nothing).
 """
 from __future__ import annotations
 
@@ -16,16 +19,21 @@ import os
 import socket
 import sys
 import time
+import zlib
+from typing import Optional
 
 from wsclient import TEXT, WSClient, frame
 
+#: How big each event of the ``deflate`` flood is once inflated.
+INFLATED = 100_000
 
-def connect(port: int, wait: float) -> WSClient:
+
+def connect(port: int, wait: float, headers: Optional[dict] = None) -> WSClient:
     """A WebSocket to ``port``, retried for ``wait`` seconds while nothing listens there."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            return WSClient(port, "/")
+            return WSClient(port, "/", headers=headers)
         except ConnectionRefusedError:
             if time.monotonic() > deadline:
                 raise
@@ -74,9 +82,15 @@ def flood(port: int, seconds: float, kind: str = "event", wait: float = 0.0) -> 
     """Send for ``seconds``; returns the bytes the server took."""
     if kind == "http":
         return pipeline(port, seconds)
-    client = connect(port, wait)
+    client = connect(port, wait, {"Sec-WebSocket-Extensions": "permessage-deflate"} if kind == "deflate" else None)
     client.recv_json()  # the configuration message
-    if kind == "publish":
+    if kind == "deflate":
+        assert "permessage-deflate" in client.response_head, "the server did not negotiate permessage-deflate"
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        event = json.dumps(["e", "nolistener", "0" * (INFLATED - 20)]).encode()
+        data = (compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        batch = frame(TEXT, data, rsv=4) * 512
+    elif kind == "publish":
         client.send_text(json.dumps(["s", "s", ["flood"]]))
         payload = frame(TEXT, json.dumps(["p", "flood", "x" * 200_000]).encode())
         batch = payload

@@ -1,5 +1,6 @@
 """permessage-deflate (issue 21) end to end: negotiated only when on and asked, publishes and
-sends compressed, a deflate bomb refused with 1009 at a bounded cost."""
+sends compressed, a deflate bomb refused with 1009 at a bounded cost, a flood of small frames
+that inflate 800-fold stalls nobody."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import struct
 import time
 import zlib
 
-from helpers import open_idle, reset_peak, rss_kib, subscribe
+from helpers import echo_latencies, open_idle, p99, reset_peak, rss_kib, start_flooder, subscribe
 
 from clusterws_gevent.client import Client
 from clusterws_gevent.protocol.mask import apply_mask
@@ -106,6 +107,26 @@ def test_a_deflate_bomb_is_refused_with_1009_and_a_thousand_cost_little(serve):
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_a_flood_of_frames_that_inflate_800_fold_does_not_stall_the_others(serve):
+    """The read budget spends what a compressed frame inflates to, not its size on the wire."""
+    from flood import INFLATED
+
+    server = serve("apps.basic:worker", "--compression", "--no-auto-ping")
+    flooder = start_flooder(server.port, 5.0, "deflate")
+    try:
+        latencies = echo_latencies(server.port, 4.5)
+    finally:
+        output = flooder.communicate(timeout=15)[0]
+    assert output.startswith("sent "), output
+    sent = int(output.split()[1])
+    frames = sent // len(deflated_frame(json.dumps(["e", "nolistener", "0" * (INFLATED - 20)]).encode()))
+    print(f"{sent} bytes sent, about {frames} frames, {frames * INFLATED >> 20} MiB inflated; "
+          f"echo p99 {p99(latencies) * 1000:.1f} ms")
+    assert frames * INFLATED > 256 << 20, f"the flood was too weak to mean anything: {output}"
+    assert p99(latencies) < 0.050, f"p99 {p99(latencies) * 1000:.1f} ms"
+    assert max(latencies) < 0.250, f"max {max(latencies) * 1000:.1f} ms"
 
 
 def test_the_gevent_websocket_engine_does_not_negotiate(serve):
