@@ -257,7 +257,8 @@ class ShardedRedis(Routes):
             cause = why or cause
             if not pending or time.monotonic() >= deadline:
                 break
-            errors = [results[index] for index, target in pending if target is None]
+            errors = [results[index] for index, target in pending
+                      if target is None and isinstance(results[index], Exception)]
             new_owner = any(not retry_later(error) and ask_target(error) is None for error in errors)  # MOVED
             if any(retry_later(error) for error in errors) or (new_owner and refreshed):
                 time.sleep(pause)  # a slot half-migrated, a failover under way
@@ -278,24 +279,25 @@ class ShardedRedis(Routes):
         """Send the ``pending`` commands (an index, and the node an ASK named or None), a
         pipeline per node, in order; (those to send again, those lost, why).
 
-        Commands of one channel stay in order: after one that did not run (MOVED, ASK,
-        TRYAGAIN), the next of its channel in the same pipeline did not either (a slot's
-        state only moves on), and each goes again after it. To a node importing a slot
-        (after ASK), one command per channel goes at a time: one answered TRYAGAIN there
-        must not be overtaken by the next, which the keys' arrival would let run.
+        Commands of one channel stay in order: in a round they go to one node, in one
+        pipeline (the others wait for the next round). The first of them that did not run
+        (MOVED, ASK, TRYAGAIN) goes next round where its ASK says; the later ones of its
+        channel did not run either (a slot's state only moves on) and go back to the slot's
+        owner, behind it. So a node importing a slot gets one command of a channel at a
+        time: one it answered TRYAGAIN is not overtaken by the next, which the keys'
+        arrival would let run.
         """
         assert self._writer_map is not None
         groups: Dict[Tuple[Address, bool], List[int]] = {}
         again: List[Tuple[int, Optional[Address]]] = []
-        asked_keys: Set[bytes] = set()
+        routes: Dict[bytes, Tuple[Address, bool]] = {}  # channel -> where its first command goes this round
         for index, target in pending:
-            if target is not None:
-                if commands[index][0] in asked_keys:
-                    again.append((index, target))
-                    continue
-                asked_keys.add(commands[index][0])
-            address = target if target is not None else self._writer_map.shard_of(commands[index][0]).master
-            groups.setdefault((address, target is not None), []).append(index)
+            key = commands[index][0]
+            route = (target if target is not None else self._writer_map.shard_of(key).master, target is not None)
+            if routes.setdefault(key, route) != route:
+                again.append((index, target))  # behind the earlier command of its channel, next round
+                continue
+            groups.setdefault(route, []).append(index)
         failed: List[int] = []
         cause: Optional[BaseException] = None
         now = time.monotonic()
