@@ -1,10 +1,12 @@
-"""How ``ShardedRedis.send`` follows a Redis Cluster's redirections (issue 19), exactly: two
-scripted nodes stand for a slot's migrating and importing masters (what each answers is the
-rule of Redis's ``getNodeByQuery``; the integration test migrates a real slot)."""
+"""How ``ShardedRedis.send`` (the writer) and ``ClusterMap.call`` (reads, the Emitter) follow a
+Redis Cluster's redirections (issue 19), exactly: two scripted nodes stand for a slot's
+migrating and importing masters (what each answers is the rule of Redis's
+``getNodeByQuery``; the integration test migrates a real slot)."""
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple
 
+import pytest
 from redis.exceptions import ResponseError
 
 from clusterws_gevent.scale import redis_routes
@@ -35,6 +37,13 @@ class Pipe:
         return self
 
     def execute(self, raise_on_error: bool = True) -> List[Any]:
+        replies = self._replies()
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if raise_on_error and errors:
+            raise errors[0]
+        return replies
+
+    def _replies(self) -> List[Any]:
         replies: List[Any] = []
         asking = False
         for args in self.commands:
@@ -48,6 +57,19 @@ class Pipe:
                 self.node.ran.append((args[1], args[2]))
             replies.append(ResponseError(error) if error else len(self.node.ran))
         return replies
+
+
+class Client:
+    """A ``redis.Redis`` of a scripted node: a command at once, or a pipeline."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def execute_command(self, *args: Any) -> Any:
+        return Pipe(self.node).execute_command(*args).execute()[0]
+
+    def pipeline(self, transaction: bool = False) -> Pipe:
+        return Pipe(self.node)
 
 
 def routes_of(a: Node, b: Node) -> ShardedRedis:
@@ -110,3 +132,27 @@ def test_moved_reads_the_topology_again_and_sends_to_the_new_owner():
     cluster.refresh = lambda: cluster._install([[0, 16383, [b"127.0.0.1", B[1]]]])  # what CLUSTER SLOTS says
     routes.send(commands(b"{x}", b"{y}", b"{x}"))
     assert b.ran == [(b"{x}", 0), (b"{y}", 1), (b"{x}", 2)]
+
+
+def cluster_of(a: Node, b: Node) -> ClusterMap:
+    cluster = ClusterMap(ShardedRedis("redis+cluster://127.0.0.1:7000", 0, "test").config, {})
+    cluster._install([[0, 16383, [b"127.0.0.1", 7000]]])
+    cluster.client = {A: Client(a), B: Client(b)}.__getitem__  # type: ignore[method-assign]
+    return cluster
+
+
+def test_a_read_follows_ask_to_the_importing_node_and_waits_out_tryagain():
+    answers = iter(["TRYAGAIN x"])
+    a = Node(lambda key, asking: ASK_B)
+    b = Node(lambda key, asking: (next(answers, None) if asking else "MOVED 1 127.0.0.1:7000"))
+    cluster = cluster_of(a, b)
+    assert cluster.call(b"{k}", lambda client: client.execute_command("RUN", b"{k}", 7)) == 1
+    assert b.ran == [(b"{k}", 7)] and a.ran == []
+
+
+def test_a_read_that_fails_otherwise_raises_at_once():
+    a = Node(lambda key, asking: "ERR wrong number of arguments")
+    cluster = cluster_of(a, Node(lambda key, asking: None))
+    with pytest.raises(ResponseError, match="wrong number"):
+        cluster.call(b"{k}", lambda client: client.execute_command("RUN", b"{k}", 0))
+    assert a.ran == []
