@@ -22,6 +22,8 @@ sleep 2
 tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
 rss() { local t=0 p; for p in $(tree "$spid"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo "$t"; }
 before=$(rss); after=""
+listen_drops() { nstat -az TcpExtListenDrops 2>/dev/null | awk '/ListenDrops/ {print $2}'; }
+drops_before=$(listen_drops)
 timeout 900 node "$HERE/node/c100k.js" "ws://127.0.0.1:$PORT/" "$CONNS" 8 10 30 >"$OUT" & cpid=$!
 while kill -0 "$cpid" 2>/dev/null; do
   if [ -z "$after" ] && grep -q subscribed "$OUT"; then
@@ -31,4 +33,9 @@ while kill -0 "$cpid" 2>/dev/null; do
   sleep 1
 done
 tail -n 1 "$OUT"
-kill "$spid"; wait "$spid" 2>/dev/null; rm -f "$LOG" "$OUT"
+kill "$spid"; wait "$spid" 2>/dev/null
+[ -n "$drops_before" ] && echo "the kernel dropped $(( $(listen_drops) - drops_before )) connection attempts (listen queue full: TcpExtListenDrops; somaxconn $(cat /proc/sys/net/core/somaxconn))"
+# what the server refused or failed (every refusal is logged with its rule), counted by kind
+echo "server log, warnings and errors by kind:"
+grep -E "WARNING|ERROR|error" "$LOG" | sed -E 's/[0-9]+/N/g' | cut -c1-160 | sort | uniq -c | sort -rn | head -n 15
+rm -f "$LOG" "$OUT"
