@@ -224,12 +224,9 @@ class BuiltinConnection(Connection):
         message (held in ``memory``): ``(TAKEN, b"")``. ``(ERROR, b"")``: it failed the connection."""
         binary = kind == BINARY
         if done and len(payload) <= SMALL_DEFLATED:
-            try:
-                data = Inflater(self.options.max_message_size).feed(payload, True)
-            except ProtocolError as error:
-                self._fail(error, sink)
+            data = self._inflated(Inflater(self.options.max_message_size), payload, True, sink, budget)
+            if data is None:
                 return ERROR, b""
-            budget.spend(len(data))
             if len(data) <= SMALL_INFLATED:
                 return kind, data
             assembled = self._begin(binary, b"", sink) and self._add(data, True, sink)
@@ -239,16 +236,23 @@ class BuiltinConnection(Connection):
         return (TAKEN, b"") if assembled else (ERROR, b"")
 
     def _inflate(self, chunk: bytes, done: bool, sink: ConnectionSink, budget: ReadBudget) -> bool:
-        """A chunk of a compressed message: inflated within max_message_size (a small frame that
-        would inflate to gigabytes fails at the limit), its inflated bytes spent from the budget."""
+        """A chunk of the compressed message being assembled, inflated and added to it."""
         assert self._inflater is not None
+        inflated = self._inflated(self._inflater, chunk, done, sink, budget)
+        return inflated is not None and self._add(inflated, done, sink)
+
+    def _inflated(self, inflater: Inflater, chunk: bytes, done: bool, sink: ConnectionSink,
+                  budget: ReadBudget) -> Optional[bytes]:
+        """``chunk`` inflated within max_message_size (a small frame that would inflate to
+        gigabytes fails at the limit), its inflated bytes spent from the budget; None: it
+        failed the connection."""
         try:
-            inflated = self._inflater.feed(chunk, done)
+            inflated = inflater.feed(chunk, done)
         except ProtocolError as error:
             self._fail(error, sink)
-            return False
+            return None
         budget.spend(len(inflated))
-        return self._add(inflated, done, sink)
+        return inflated
 
     def _add(self, chunk: bytes, done: bool, sink: ConnectionSink) -> bool:
         # One growing buffer, whatever the number of fragments: an unfinished message
